@@ -20,6 +20,31 @@ public class SqliteConfigStoreTests
     }
 
     [Fact]
+    public async Task OpenAsync_NewFile_UsesWalJournalAndRecordsSchemaVersion()
+    {
+        await using var t = await TempStore.OpenAsync();
+        await t.CommitAsync(Put("a"));
+
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={t.DatabasePath};Pooling=False");
+        connection.Open();
+        using var journal = connection.CreateCommand();
+        journal.CommandText = "PRAGMA journal_mode;";
+        using var meta = connection.CreateCommand();
+        meta.CommandText = "SELECT key || '=' || value FROM meta ORDER BY key;";
+        var rows = new List<string>();
+        using (var reader = meta.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                rows.Add(reader.GetString(0));
+            }
+        }
+
+        Assert.Equal("wal", journal.ExecuteScalar() as string);
+        Assert.Equal(["compacted_revision=0", "revision=1", "schema_version=1"], rows);
+    }
+
+    [Fact]
     public async Task CommitAsync_Put_GetReturnsObjectWithRevisions()
     {
         await using var t = await TempStore.OpenAsync();
