@@ -241,7 +241,7 @@ public static partial class ResourceReader
         {
             if (i == 0 || text[i - 1] == '\n')
             {
-                if (line > afterLine && text.AsSpan(i).StartsWith("---") &&
+                if (i > 0 && line >= afterLine && text.AsSpan(i).StartsWith("---") &&
                     (i + 3 == text.Length || char.IsWhiteSpace(text[i + 3])))
                 {
                     return i;

@@ -88,7 +88,7 @@ internal static class Names
             }
         }
 
-        var limit = Math.Max(1, Math.Min(3, word.Length / 3));
+        var limit = word.Length <= 3 ? 1 : Math.Min(3, Math.Max(2, word.Length / 3));
         return best is not null && bestDistance <= limit ? best : null;
     }
 }
