@@ -1,0 +1,94 @@
+using System.Collections.Frozen;
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+
+namespace Trellis.ControlPlane.XdsServer;
+
+/// <summary>One xDS resource ready to send: its name, its Any payload and a content-derived version.</summary>
+/// <remarks>The version is a hash of the serialized bytes, so the same configuration has the same versions
+/// after a control-plane restart and a reconnecting delta client that already holds it receives nothing.</remarks>
+internal sealed class XdsResource
+{
+    public XdsResource(string name, IMessage message)
+    {
+        Name = name;
+        Any = Any.Pack(message);
+        Version = ContentVersion.Of(Any.Value.Span);
+    }
+
+    public string Name { get; }
+    public Any Any { get; }
+    public string Version { get; }
+}
+
+/// <summary>All resources of one type URL in a snapshot.</summary>
+internal sealed class XdsResourceSet
+{
+    public static readonly XdsResourceSet Empty = new([]);
+
+    public XdsResourceSet(IEnumerable<XdsResource> resources)
+    {
+        Items = resources.ToFrozenDictionary(r => r.Name, StringComparer.Ordinal);
+        Version = ContentVersion.Of(Items.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => r.Name + "=" + r.Version));
+    }
+
+    public FrozenDictionary<string, XdsResource> Items { get; }
+
+    /// <summary>Hash over every name and version of the set.</summary>
+    public string Version { get; }
+}
+
+/// <summary>
+/// An immutable, consistent set of xDS resources for one proxy group: every RDS name a listener names and
+/// every EDS name a cluster names is present. Built by translation, published by one atomic swap.
+/// </summary>
+internal sealed class XdsSnapshot
+{
+    public XdsSnapshot(long sequence, IReadOnlyDictionary<string, XdsResourceSet> byType, IReadOnlyDictionary<string, IReadOnlyList<string>>? provenance = null)
+    {
+        Sequence = sequence;
+        ByType = byType.ToFrozenDictionary(StringComparer.Ordinal);
+        Provenance = (provenance ?? new Dictionary<string, IReadOnlyList<string>>()).ToFrozenDictionary(StringComparer.Ordinal);
+        Version = ContentVersion.Of(ByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value.Version));
+    }
+
+    /// <summary>Increases with every publish; orders snapshots in logs and status.</summary>
+    public long Sequence { get; }
+
+    /// <summary>Hash over every type's version.</summary>
+    public string Version { get; }
+
+    public FrozenDictionary<string, XdsResourceSet> ByType { get; }
+
+    /// <summary>For each "typeUrl|name", the mesh resources ("Kind/ns/name") it was built from.</summary>
+    public FrozenDictionary<string, IReadOnlyList<string>> Provenance { get; }
+
+    public XdsResourceSet Get(string typeUrl) => ByType.TryGetValue(typeUrl, out var set) ? set : XdsResourceSet.Empty;
+
+    public static XdsSnapshot Empty { get; } = new(0, new Dictionary<string, XdsResourceSet>());
+}
+
+/// <summary>Short, stable content hashes used as xDS versions.</summary>
+internal static class ContentVersion
+{
+    public static string Of(ReadOnlySpan<byte> bytes)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(bytes, hash);
+        return Convert.ToHexStringLower(hash[..8]);
+    }
+
+    public static string Of(IEnumerable<string> parts)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var p in parts)
+        {
+            h.AppendData(System.Text.Encoding.UTF8.GetBytes(p));
+            h.AppendData("\n"u8);
+        }
+        Span<byte> hash = stackalloc byte[32];
+        h.GetHashAndReset(hash);
+        return Convert.ToHexStringLower(hash[..8]);
+    }
+}
