@@ -41,6 +41,28 @@ internal static class TestSupport
     public static IReadOnlyList<ValidationError> Validate(string yaml, params Resource[] extra) =>
         ResourceValidator.Validate(ReadOk(yaml), Base().Concat(extra).ToList());
 
+    /// <summary>1-based line and column of the first occurrence of <paramref name="needle"/> in <paramref name="text"/>.</summary>
+    public static (int Line, int Column) At(string text, string needle, int occurrence = 1)
+    {
+        var index = -1;
+        for (var i = 0; i < occurrence; i++)
+        {
+            index = text.IndexOf(needle, index + 1, StringComparison.Ordinal);
+            Assert.True(index >= 0, $"\"{needle}\" not in the test text");
+        }
+
+        var line = text[..index].Count(c => c == '\n') + 1;
+        var column = index - (text.LastIndexOf('\n', Math.Max(index - 1, 0)) is var nl && nl >= 0 && nl < index ? nl + 1 : 0) + 1;
+        return (line, column);
+    }
+
+    /// <summary>Exactly one error at <paramref name="path"/>, located at the first occurrence of <paramref name="needle"/>.</summary>
+    public static ValidationError AssertErrorAt(IReadOnlyList<ValidationError> errors, string yaml, string needle, string path, string message, int document = 1, int occurrence = 1)
+    {
+        var (line, column) = At(yaml, needle, occurrence);
+        return AssertError(errors, "v.yaml", document, line, column, path, message);
+    }
+
     /// <summary>Exactly one error has <paramref name="path"/>; it is at the given place and its message contains <paramref name="message"/>.</summary>
     public static ValidationError AssertError(IReadOnlyList<ValidationError> errors, string file, int document, int line, int column, string path, string message)
     {

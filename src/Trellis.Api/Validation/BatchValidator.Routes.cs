@@ -368,7 +368,7 @@ internal sealed partial class BatchValidator
 
         foreach (var stored in _stored)
         {
-            AddRuleEntries(entries, stored, int.MaxValue, null);
+            AddRuleEntries(entries, stored, -1, null);
         }
 
         var reported = new HashSet<(int, int)>();
