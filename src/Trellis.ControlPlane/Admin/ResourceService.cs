@@ -41,10 +41,8 @@ internal sealed class ResourceService(IConfigStore store, ConfigController contr
         try
         {
             var existing = await LoadAsync(ct).ConfigureAwait(false);
-            if (errors.Count == 0)
-            {
-                errors.AddRange(ResourceValidator.Validate(parsed, existing.Values.Select(e => e.Resource).ToList()));
-            }
+            // Documents that failed to read are left out; the rest are still checked so one run reports everything.
+            errors.AddRange(ResourceValidator.Validate(parsed, existing.Values.Select(e => e.Resource).ToList()));
             if (errors.Count > 0)
             {
                 return new ApplyResult(false, await store.GetRevisionAsync(ct).ConfigureAwait(false), [], errors);
