@@ -54,7 +54,7 @@ public sealed class TrellisProcess : IAsyncDisposable
     }
 
     /// <summary>Runs a CLI verb to completion (stdin optional) and returns its exit code and output.</summary>
-    public static async Task<CliResult> RunAsync(string? server, string? stdin, params string[] args)
+    public static async Task<CliResult> RunWithStdinAsync(string? server, string? stdin, params string[] args)
     {
         using var p = Process.Start(StartInfo(args, server))!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -69,7 +69,7 @@ public sealed class TrellisProcess : IAsyncDisposable
         return new CliResult(p.ExitCode, await stdout, await stderr);
     }
 
-    public static Task<CliResult> RunAsync(string? server, params string[] args) => RunAsync(server, null, args);
+    public static Task<CliResult> RunAsync(string? server, params string[] args) => RunWithStdinAsync(server, null, args);
 
     /// <summary>Starts `trellis control-plane` on the given addresses and waits until it serves.</summary>
     public static async Task<TrellisProcess> StartControlPlaneAsync(string dataDir, string grpcAddress, string httpAddress, params string[] extra)

@@ -33,6 +33,12 @@ internal sealed partial class ConfigController(
 
     private long _seenRevision;
 
+    /// <summary>The last store revision the watch delivered.</summary>
+    public long SeenRevision
+    {
+        get { lock (_gate) { return _seenRevision; } }
+    }
+
     /// <summary>Completes after the first snapshot is published.</summary>
     public Task FirstBuild => _firstBuild.Task;
 
@@ -137,6 +143,11 @@ internal sealed partial class ConfigController(
     /// <summary>Coalesces changes: the first change starts the window, the build runs when it ends.</summary>
     private void ScheduleRebuild()
     {
+        if (options.Debounce <= TimeSpan.Zero)
+        {
+            Rebuild();
+            return;
+        }
         lock (_gate)
         {
             _debounce ??= time.CreateTimer(_ =>

@@ -1,0 +1,204 @@
+using Envoy.Config.Cluster.V3;
+using Envoy.Config.Endpoint.V3;
+using Envoy.Config.Listener.V3;
+using Envoy.Config.Route.V3;
+using Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Trellis.Api;
+using Trellis.Api.Resources;
+using Trellis.ControlPlane.Translation;
+using Trellis.ControlPlane.XdsServer;
+using Trellis.Xds;
+using Xunit;
+
+namespace Trellis.ControlPlane.Tests.Translation;
+
+public sealed class MeshTranslatorTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    private static MeshInputs Inputs(string yaml)
+    {
+        var read = ResourceReader.Read(yaml, "t.yaml");
+        Assert.True(read.Ok, string.Join("\n", read.Errors));
+        var all = read.Resources.Select(r => r.Resource).ToList();
+        return new MeshInputs(all.OfType<Service>().ToList(), all.OfType<WorkloadEntry>().ToList(), all.OfType<HttpRoute>().ToList(),
+            all.OfType<GrpcRoute>().ToList(), all.OfType<TcpRoute>().ToList(), all.OfType<TrafficPolicy>().ToList(),
+            all.OfType<MeshConfig>().FirstOrDefault(), [], "primary", Now);
+    }
+
+    private const string Base = """
+        apiVersion: trellis.dev/v1alpha1
+        kind: Service
+        metadata: {name: greeter}
+        spec: {selector: {app: greeter}, ports: [{name: grpc, port: 50051, protocol: grpc}]}
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: Service
+        metadata: {name: greeter-v1}
+        spec: {selector: {app: greeter, version: v1}, ports: [{name: grpc, port: 50051, protocol: grpc}]}
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: Service
+        metadata: {name: greeter-v2}
+        spec: {selector: {app: greeter, version: v2}, ports: [{name: grpc, port: 50051, protocol: grpc}]}
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: WorkloadEntry
+        metadata: {name: a}
+        spec: {address: 127.0.0.1, ports: {grpc: 50061}, labels: {app: greeter, version: v1}, locality: {region: r1, zone: zone-a}, weight: 1}
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: WorkloadEntry
+        metadata: {name: b}
+        spec: {address: 127.0.0.2, ports: {grpc: 50062}, labels: {app: greeter, version: v2}, locality: {region: r1, zone: zone-b}, weight: 3}
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: WorkloadEntry
+        metadata: {name: c}
+        spec: {address: 127.0.0.3, ports: {grpc: 50063}, labels: {app: greeter, version: v2}, locality: {region: r1, zone: zone-b}, health: draining}
+        """;
+
+    private static T One<T>(XdsSnapshot s, string typeUrl, string name) where T : Google.Protobuf.IMessage<T>, new() =>
+        s.Get(typeUrl).Items[name].Any.Unpack<T>();
+
+    [Fact]
+    public void Translate_ServiceWithEndpoints_BuildsEveryResourceUnderItsXdsName()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base), 1).Snapshot;
+
+        var cluster = One<Cluster>(s, TypeUrls.Cluster, "greeter.default:50051");
+        Assert.Equal(Cluster.Types.DiscoveryType.Eds, cluster.Type);
+        Assert.NotNull(cluster.EdsClusterConfig.EdsConfig.Ads);
+
+        var cla = One<ClusterLoadAssignment>(s, TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
+        Assert.Equal(["zone-a", "zone-b"], cla.Endpoints.Select(l => l.Locality.Zone));
+        Assert.Equal([1u, 4u], cla.Endpoints.Select(l => l.LoadBalancingWeight ?? 0));
+        var draining = cla.Endpoints[1].LbEndpoints.Single(e => e.Endpoint.Address.SocketAddress.PortValue == 50063);
+        Assert.Equal(Envoy.Config.Core.V3.HealthStatus.Draining, draining.HealthStatus);
+
+        foreach (var name in new[] { "greeter", "greeter.default", "greeter.default:50051", "greeter:50051" })
+        {
+            var listener = One<Listener>(s, TypeUrls.Listener, name);
+            var hcm = listener.ApiListener.ApiListener_.Unpack<HttpConnectionManager>();
+            Assert.Equal("greeter.default:50051", hcm.Rds.RouteConfigName);
+            Assert.Equal("envoy.filters.http.router", hcm.HttpFilters.Last().Name);
+        }
+        Assert.Empty(SnapshotConsistency.Check(s));
+    }
+
+    [Fact]
+    public void Translate_SameInputsTwice_GivesSameVersions()
+    {
+        var a = MeshTranslator.Translate(Inputs(Base), 1).Snapshot;
+        var b = MeshTranslator.Translate(Inputs(Base), 2).Snapshot;
+        Assert.Equal(a.Version, b.Version);
+        Assert.Equal(a.Get(TypeUrls.ClusterLoadAssignment).Items["greeter.default:50051"].Version, b.Get(TypeUrls.ClusterLoadAssignment).Items["greeter.default:50051"].Version);
+    }
+
+    [Fact]
+    public void Translate_HttpRouteSplit_BuildsWeightedClustersBeforeTheFallback()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base + """
+
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: canary}
+            spec:
+              parentRefs: [{kind: Service, name: greeter, port: 50051}]
+              rules:
+              - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-canary, value: "1"}]}]
+                backendRefs: [{kind: Service, name: greeter-v2, port: 50051}]
+              - backendRefs:
+                - {kind: Service, name: greeter-v1, port: 50051, weight: 90}
+                - {kind: Service, name: greeter-v2, port: 50051, weight: 10}
+                timeouts: {request: 5s}
+            """), 1).Snapshot;
+
+        var rc = One<RouteConfiguration>(s, TypeUrls.RouteConfiguration, "greeter.default:50051");
+        var routes = rc.VirtualHosts.Single().Routes;
+        Assert.Equal("greeter-v2.default:50051", routes[0].Route_.Cluster);
+        Assert.Equal("x-canary", routes[0].Match.Headers.Single().Name);
+        var split = routes[1].Route_.WeightedClusters.Clusters;
+        Assert.Equal([("greeter-v1.default:50051", 90u), ("greeter-v2.default:50051", 10u)], split.Select(c => (c.Name, c.Weight ?? 0)));
+        Assert.Equal(5, routes[1].Route_.Timeout.Seconds);
+        Assert.Equal("default", routes[^1].Name);
+        Assert.Empty(SnapshotConsistency.Check(s));
+    }
+
+    [Fact]
+    public void Translate_GrpcRouteMethodMatch_BecomesExactPath()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base + """
+
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: GRPCRoute
+            metadata: {name: hello}
+            spec:
+              parentRefs: [{kind: Service, name: greeter}]
+              rules:
+              - matches: [{method: {service: helloworld.Greeter, method: SayHello}}]
+                backendRefs: [{kind: Service, name: greeter-v2, port: 50051}]
+            """), 1).Snapshot;
+        var route = One<RouteConfiguration>(s, TypeUrls.RouteConfiguration, "greeter.default:50051").VirtualHosts[0].Routes[0];
+        Assert.Equal("/helloworld.Greeter/SayHello", route.Match.Path);
+        Assert.Equal("greeter-v2.default:50051", route.Route_.Cluster);
+    }
+
+    [Fact]
+    public void Translate_InlineAnnotation_PutsTheRouteConfigInTheListener()
+    {
+        var yaml = Base.Replace("metadata: {name: greeter}", "metadata: {name: greeter, annotations: {trellis.dev/route-config: inline}}", StringComparison.Ordinal);
+        var s = MeshTranslator.Translate(Inputs(yaml), 1).Snapshot;
+        var hcm = One<Listener>(s, TypeUrls.Listener, "greeter").ApiListener.ApiListener_.Unpack<HttpConnectionManager>();
+        Assert.Null(hcm.Rds);
+        Assert.Equal("greeter.default:50051", hcm.RouteConfig.VirtualHosts[0].Routes[0].Route_.Cluster);
+        Assert.False(s.Get(TypeUrls.RouteConfiguration).Items.ContainsKey("greeter.default:50051"));
+        Assert.Empty(SnapshotConsistency.Check(s));
+    }
+
+    [Fact]
+    public void Translate_TrafficPolicy_SetsLbPolicyBreakersOutlierAndRetries()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base + """
+
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: {name: greeter}
+            spec:
+              targetRef: {kind: Service, name: greeter}
+              loadBalancer: {algorithm: RingHash, hashOn: {header: x-user}}
+              connectionPool: {maxConnections: 10, maxPendingRequests: 20, maxRequests: 30}
+              outlierDetection: {consecutive5xx: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+              retries: {attempts: 2, perTryTimeout: 2s, retryOn: [connect-failure, 5xx], budgetPercent: 20}
+              timeout: 15s
+            """), 1).Snapshot;
+        var cluster = One<Cluster>(s, TypeUrls.Cluster, "greeter.default:50051");
+        Assert.Equal(Cluster.Types.LbPolicy.RingHash, cluster.LbPolicy);
+        Assert.Equal(10u, cluster.CircuitBreakers.Thresholds[0].MaxConnections);
+        Assert.Equal(20.0, cluster.CircuitBreakers.Thresholds[0].RetryBudget.BudgetPercent.Value);
+        Assert.Equal(5u, cluster.OutlierDetection.Consecutive5Xx);
+        var action = One<RouteConfiguration>(s, TypeUrls.RouteConfiguration, "greeter.default:50051").VirtualHosts[0].Routes[^1].Route_;
+        Assert.Equal("connect-failure,5xx", action.RetryPolicy.RetryOn);
+        Assert.Equal(2u, action.RetryPolicy.NumRetries);
+        Assert.Equal(15, action.Timeout.Seconds);
+        Assert.Equal("x-user", action.HashPolicy[0].Header.HeaderName);
+    }
+
+    [Fact]
+    public void Check_DanglingRouteConfigName_IsReported()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base), 1).Snapshot;
+        var broken = new XdsSnapshot(2, new Dictionary<string, XdsResourceSet>
+        {
+            [TypeUrls.Listener] = s.Get(TypeUrls.Listener),
+            [TypeUrls.Cluster] = s.Get(TypeUrls.Cluster),
+            [TypeUrls.ClusterLoadAssignment] = s.Get(TypeUrls.ClusterLoadAssignment),
+            [TypeUrls.RouteConfiguration] = XdsResourceSet.Empty,
+        });
+        var problems = SnapshotConsistency.Check(broken);
+        Assert.Contains(problems, p => p.Contains("route configuration greeter.default:50051", StringComparison.Ordinal));
+    }
+}
