@@ -164,6 +164,8 @@ internal sealed class ResourceService(IConfigStore store, ConfigController contr
                     : $"the resource changed meanwhile (now at revision {c.ActualModRevision}); read it again and retry")).ToList();
             return new ApplyResult(false, result.Revision, [], conflicts);
         }
+        // Answer once translation has seen the change, so a `get` right after an apply shows its status.
+        await controller.WaitForRevisionAsync(result.Revision, TimeSpan.FromSeconds(2), ct).ConfigureAwait(false);
         return new ApplyResult(true, result.Revision,
             outcomes.Select(o => o.ResourceVersion is null ? o with { ResourceVersion = result.Revision } : o).ToList(), []);
     }

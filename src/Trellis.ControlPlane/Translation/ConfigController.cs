@@ -28,8 +28,35 @@ internal sealed partial class ConfigController(
     private volatile IReadOnlyDictionary<string, TranslationStatus> _statuses = new Dictionary<string, TranslationStatus>();
     private readonly TaskCompletionSource _firstBuild = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    private volatile TaskCompletionSource _appliedChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _appliedRevision;
+
     /// <summary>The store revision reflected in the last published snapshot.</summary>
-    public long AppliedRevision { get; private set; }
+    public long AppliedRevision => Interlocked.Read(ref _appliedRevision);
+
+    /// <summary>Waits until translation has processed <paramref name="revision"/> (or the timeout passes).</summary>
+    public async Task<bool> WaitForRevisionAsync(long revision, TimeSpan timeout, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        while (AppliedRevision < revision)
+        {
+            var changed = _appliedChanged.Task;
+            if (AppliedRevision >= revision)
+            {
+                break;
+            }
+            try
+            {
+                await changed.WaitAsync(cts.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 
     private long _seenRevision;
 
@@ -184,7 +211,8 @@ internal sealed partial class ConfigController(
             }
             var previous = cache.Current;
             _statuses = result.Statuses;
-            AppliedRevision = revision;
+            Interlocked.Exchange(ref _appliedRevision, revision);
+            Interlocked.Exchange(ref _appliedChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             if (previous.Version != result.Snapshot.Version || !cache.HasPublished)
             {
                 cache.Publish(result.Snapshot);

@@ -95,9 +95,12 @@ public sealed class RegistrationTests
         var publishes = 0;
         cache.Published += _ => Interlocked.Increment(ref publishes);
 
+        // Straight to the store: the REST apply would wait for the (fake) clock to publish.
         for (var i = 0; i < 5; i++)
         {
-            await cp.ApplyAsync(Service.Replace("name: vm", $"name: vm-{i}", StringComparison.Ordinal));
+            var svc = Trellis.Api.ResourceReader.Read(Service.Replace("name: vm", $"name: vm-{i}", StringComparison.Ordinal), "s.yaml").Resources[0].Resource;
+            var commit = await store.CommitAsync([new StorePut(new ResourceKey("Service", "default", $"vm-{i}"), Trellis.Api.ResourceJson.Serialize(svc))]);
+            Assert.True(commit.Succeeded);
         }
         var revision = await store.GetRevisionAsync();
         await WaitForAsync(() => controller.SeenRevision == revision, "the controller to see every change");
