@@ -11,6 +11,7 @@ root.Subcommands.Add(DeleteCommand.Create());
 root.Subcommands.Add(ProxyStatusCommand.Create());
 root.Subcommands.Add(RegisterCommand.Create());
 root.Subcommands.Add(RegisterCommand.CreateDeregister());
+root.Subcommands.Add(DemoCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -161,3 +161,21 @@ public sealed class ApplyCliTests : IAsyncLifetime
         Assert.DoesNotContain("127.0.0.7", await http.GetStringAsync($"{_server}/api/v1/services"));
     }
 }
+
+/// <summary>`trellis demo` end to end: the README's first command.</summary>
+public sealed class DemoTests
+{
+    [Fact]
+    public async Task Demo_ShortRun_RoutesTrafficThroughTheCanarySplitWithoutFailures()
+    {
+        var data = TestPaths.NewTempDir();
+        var result = await TrellisProcess.RunAsync(null, "demo", "--duration", "8s", "--data", data,
+            "--grpc-address", $"127.0.0.1:{TestControlPlane.FreePort()}", "--http-address", $"127.0.0.1:{TestControlPlane.FreePort()}");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var report = result.Stdout.Split('\n').Last(l => l.Contains("split:", StringComparison.Ordinal));
+        Assert.Contains("greeter-v1", report);
+        Assert.Contains("with x-canary: greeter-v2", report);
+        Assert.DoesNotContain("x-canary: greeter-v1", report);
+        Assert.EndsWith("failed: 0", report.Trim());
+    }
+}

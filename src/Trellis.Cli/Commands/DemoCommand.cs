@@ -1,0 +1,208 @@
+using System.CommandLine;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Trellis.Cli.Demo;
+using Trellis.ControlPlane;
+using Trellis.ControlPlane.Hosting;
+
+namespace Trellis.Cli.Commands;
+
+/// <summary>
+/// `trellis demo`: a control plane on its SQLite store, two versions of a sample service registered through the
+/// registration API, and a caller that follows the mesh's routing (a 90/10 canary split, and a header match).
+/// </summary>
+internal static class DemoCommand
+{
+    public static Command Create()
+    {
+        var defaults = new ControlPlaneOptions();
+        var data = new Option<string>("--data") { Description = "Folder for the demo's store", DefaultValueFactory = _ => Path.Combine(defaults.DataDirectory, "demo") };
+        var grpc = new Option<string>("--grpc-address") { Description = "xDS (gRPC) listen address", DefaultValueFactory = _ => defaults.GrpcAddress };
+        var http = new Option<string>("--http-address") { Description = "REST API listen address", DefaultValueFactory = _ => defaults.HttpAddress };
+        var duration = new Option<string?>("--duration") { Description = "Stop after this long (e.g. 20s); runs until Ctrl-C when not given" };
+        var rate = new Option<int>("--rate") { Description = "Requests per second the sample caller sends", DefaultValueFactory = _ => 20 };
+        var cmd = new Command("demo", "Run a control plane with sample services and a caller following the mesh's routing");
+        foreach (var o in new Option[] { data, grpc, http, duration, rate })
+        {
+            cmd.Options.Add(o);
+        }
+        cmd.SetAction((parse, ct) => Run.SafelyAsync(async () =>
+        {
+            TimeSpan? limit = null;
+            if (parse.GetValue(duration) is { } d)
+            {
+                if (!Api.Durations.TryParse(d, out var parsed))
+                {
+                    throw new CliException($"--duration {d}: expected a duration such as 20s or 5m", ExitCodes.Usage);
+                }
+                limit = parsed;
+            }
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            if (limit is { } l)
+            {
+                stop.CancelAfter(l);
+            }
+            return await RunDemoAsync(parse.GetValue(data)!, parse.GetValue(grpc)!, parse.GetValue(http)!, Math.Clamp(parse.GetValue(rate), 1, 1000), stop.Token).ConfigureAwait(false);
+        }));
+        return cmd;
+    }
+
+    private static async Task<int> RunDemoAsync(string dataDir, string grpcAddress, string httpAddress, int rate, CancellationToken ct)
+    {
+        var options = new ControlPlaneOptions { DataDirectory = dataDir, GrpcAddress = grpcAddress, HttpAddress = httpAddress };
+        Step($"starting the control plane (store sqlite:{Path.Combine(dataDir, "trellis.db")}, xDS {grpcAddress}, REST http://{httpAddress})");
+        await using var cp = await ControlPlaneHost.BuildAsync(options, logging: l => l.SetMinimumLevel(LogLevel.Warning), ct: ct).ConfigureAwait(false);
+        try
+        {
+            await cp.StartAsync(ct).ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            throw new CliException($"cannot listen: {ex.Message}; stop the other control plane or pass --grpc-address and --http-address");
+        }
+
+        Step("starting sample services greeter-v1 and greeter-v2");
+        await using var v1 = await StartBackendAsync("greeter-v1", ct).ConfigureAwait(false);
+        await using var v2 = await StartBackendAsync("greeter-v2", ct).ConfigureAwait(false);
+
+        var server = $"http://{httpAddress}";
+        using var api = new ApiClient(server);
+        Step("applying the demo mesh: Services greeter, greeter-v1, greeter-v2 and HTTPRoute greeter-canary (90/10, x-canary: 1 -> v2)");
+        var applied = await api.CallAsync(HttpMethod.Post, "api/v1/apply", new { files = new[] { new { name = "demo.yaml", content = DemoMesh.Yaml } } }, ct).ConfigureAwait(false);
+        if (applied?["ok"]?.GetValue<bool>() != true)
+        {
+            throw new CliException($"the demo mesh was refused: {applied?.ToJsonString()}");
+        }
+
+        Step("registering the sample instances through the registration API (TTL 10s, heartbeats every 3s)");
+        var ids = new List<string>();
+        foreach (var (name, port) in new[] { ("greeter-v1", v1.Port), ("greeter-v2", v2.Port) })
+        {
+            var reg = await api.CallAsync(HttpMethod.Post, "api/v1/registrations", new { service = name, @namespace = "demo", address = "127.0.0.1", port, ttl = "10s", zone = "zone-a" }, ct).ConfigureAwait(false);
+            ids.Add(reg!["id"]!.GetValue<string>());
+        }
+        using var heartbeats = new PeriodicTimer(TimeSpan.FromSeconds(3));
+        var heartbeatLoop = Task.Run(async () =>
+        {
+            while (await heartbeats.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                foreach (var id in ids)
+                {
+                    await api.SendAsync(HttpMethod.Put, $"api/v1/registrations/{id}/heartbeat?namespace=demo", null, ct).ConfigureAwait(false);
+                }
+            }
+        }, ct);
+
+        var node = $"demo-client.demo~{Dns.GetHostName()}~{Environment.ProcessId}";
+        Step($"starting the caller (xDS node {node}) for xds:///greeter.demo");
+        var caller = new XdsDemoClient(grpcAddress, node, "greeter.demo");
+        var xdsLoop = caller.RunAsync(ct);
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!caller.Ready && DateTime.UtcNow < deadline && !ct.IsCancellationRequested)
+        {
+            await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+        }
+        if (!caller.Ready && !ct.IsCancellationRequested)
+        {
+            throw new CliException("the caller did not receive its configuration within 15 s; check `trellis proxy-status`");
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"The mesh is running. In another terminal try:");
+        Console.WriteLine($"  trellis get services -n demo");
+        Console.WriteLine($"  trellis get httproutes -n demo -o yaml");
+        Console.WriteLine($"  trellis proxy-status");
+        Console.WriteLine($"Press Ctrl-C to stop.");
+        Console.WriteLine();
+
+        await SendTrafficAsync(caller, rate, ct).ConfigureAwait(false);
+
+        Step("stopping: deregistering the sample instances");
+        using var cleanup = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        foreach (var id in ids)
+        {
+            await api.SendAsync(HttpMethod.Delete, $"api/v1/registrations/{id}?namespace=demo", null, cleanup.Token).ConfigureAwait(false);
+        }
+        await Task.WhenAll(heartbeatLoop, xdsLoop).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        await cp.StopAsync(cleanup.Token).ConfigureAwait(false);
+        return ExitCodes.Ok;
+    }
+
+    private static async Task SendTrafficAsync(XdsDemoClient caller, int rate, CancellationToken ct)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        var canary = new Dictionary<string, int>(StringComparer.Ordinal);
+        var failures = 0;
+        var sent = 0;
+        var started = DateTime.UtcNow;
+        var lastReport = started;
+        using var tick = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / rate));
+        try
+        {
+            while (await tick.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                sent++;
+                var isCanary = sent % 10 == 0;
+                var headers = isCanary ? new Dictionary<string, string> { ["x-canary"] = "1" } : new Dictionary<string, string>();
+                var pick = caller.Pick("/hello", headers);
+                try
+                {
+                    if (pick is null)
+                    {
+                        throw new HttpRequestException("no route or no healthy endpoint");
+                    }
+                    var body = (await http.GetStringAsync($"http://{pick.Value.Endpoint}/hello", ct).ConfigureAwait(false)).Trim();
+                    var target = isCanary ? canary : counts;
+                    target[body] = target.GetValueOrDefault(body) + 1;
+                }
+                catch (HttpRequestException)
+                {
+                    failures++;
+                }
+                if (DateTime.UtcNow - lastReport >= TimeSpan.FromSeconds(2))
+                {
+                    lastReport = DateTime.UtcNow;
+                    var total = counts.Values.Sum();
+                    var split = string.Join(", ", counts.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value} ({100.0 * p.Value / Math.Max(1, total):0}%)"));
+                    var can = string.Join(", ", canary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
+                    Console.WriteLine($"[{(int)(lastReport - started).TotalSeconds,3}s] {sent} requests; split: {split}; with x-canary: {can}; failed: {failures}");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private static void Step(string text) => Console.WriteLine($"==> {text}");
+
+    private sealed class Backend(WebApplication app, int port) : IAsyncDisposable
+    {
+        public int Port { get; } = port;
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.StopAsync().ConfigureAwait(false);
+            await app.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<Backend> StartBackendAsync(string name, CancellationToken ct)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        var app = builder.Build();
+        app.MapGet("/{**path}", () => Results.Text($"{name}\n"));
+        await app.StartAsync(ct).ConfigureAwait(false);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new Backend(app, new Uri(address).Port);
+    }
+}
