@@ -44,7 +44,7 @@ internal sealed class DeltaStream(IServerStreamWriter<DeltaDiscoveryResponse> wr
             }
             else
             {
-                connection.OnAck(typeUrl, snapshot.Get(typeUrl).Version, request.ResponseNonce, now);
+                connection.OnAck(typeUrl, null, request.ResponseNonce, now);
             }
         }
 

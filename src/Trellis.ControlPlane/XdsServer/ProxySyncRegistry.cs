@@ -58,7 +58,8 @@ internal sealed class ProxyConnection(long streamId, string nodeId, string clust
     }
 
     /// <summary>Records an ACK of <paramref name="nonce"/>. Returns false if it names no response we sent.</summary>
-    public bool OnAck(string typeUrl, string version, string nonce, DateTimeOffset now)
+    /// <param name="version">The version the proxy says it holds; null for delta, where the ACK is of the response itself.</param>
+    public bool OnAck(string typeUrl, string? version, string nonce, DateTimeOffset now)
     {
         lock (_gate)
         {
@@ -67,7 +68,7 @@ internal sealed class ProxyConnection(long streamId, string nodeId, string clust
             {
                 return false;
             }
-            t.AckedVersion = version;
+            t.AckedVersion = version ?? t.SentVersion;
             t.AckedNames = t.SentNames;
             t.AckedAt = now;
             t.LastResponseNacked = false;

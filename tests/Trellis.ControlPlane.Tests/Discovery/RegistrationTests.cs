@@ -51,6 +51,11 @@ public sealed class RegistrationTests
         {
             Assert.True(hb.IsSuccessStatusCode);
         }
+        // Let the controller see the heartbeat before the clock moves on (in real time this takes microseconds).
+        var store = cp.Get<IConfigStore>();
+        var controller = cp.Get<Trellis.ControlPlane.Translation.ConfigController>();
+        var revision = await store.GetRevisionAsync();
+        await WaitForAsync(() => controller.SeenRevision >= revision, "the controller to see the heartbeat");
         time.Advance(TimeSpan.FromSeconds(20));
         Assert.Equal(Envoy.Config.Core.V3.HealthStatus.Healthy, Endpoints(cp)[0].HealthStatus);
 
