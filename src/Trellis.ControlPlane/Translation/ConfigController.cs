@@ -20,6 +20,9 @@ internal sealed partial class ConfigController(
     public const string RegistrationKind = "Registration";
 
     private readonly Lock _gate = new();
+
+    /// <summary>Held for a whole build (read inputs, translate, publish); always taken before <see cref="_gate"/>.</summary>
+    private readonly Lock _buildGate = new();
     private readonly Dictionary<ResourceKey, Resource> _resources = [];
     private readonly Dictionary<ResourceKey, Registration> _registrations = [];
     private ITimer? _debounce;
@@ -189,8 +192,19 @@ internal sealed partial class ConfigController(
         }
     }
 
-    /// <summary>Translates the current state and publishes the snapshot. Safe to call from any thread.</summary>
+    /// <summary>
+    /// Translates the current state and publishes the snapshot. Safe to call from any thread: builds run one at a
+    /// time, so a build that read older inputs can never publish after (and over) one that read newer inputs.
+    /// </summary>
     internal void Rebuild()
+    {
+        lock (_buildGate)
+        {
+            RebuildLocked();
+        }
+    }
+
+    private void RebuildLocked()
     {
         MeshInputs inputs;
         long revision;

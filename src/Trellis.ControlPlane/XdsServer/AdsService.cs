@@ -44,6 +44,10 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
         var read = requests.MoveNext(ct);
         try
         {
+            // Until translation has published there is nothing true to say: answering from the empty snapshot would
+            // tell a client that reconnects right after a restart that every resource it holds was deleted.
+            await cache.FirstPublished.WaitAsync(ct).ConfigureAwait(false);
+            snapshot = cache.Current;
             while (true)
             {
                 var done = await Task.WhenAny(read, cache.WhenChangedAsync(snapshot)).ConfigureAwait(false);

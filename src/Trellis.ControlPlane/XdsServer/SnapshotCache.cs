@@ -7,12 +7,16 @@ namespace Trellis.ControlPlane.XdsServer;
 internal sealed class SnapshotCache
 {
     private volatile Entry _current = new(XdsSnapshot.Empty);
+    private readonly TaskCompletionSource _firstPublished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The snapshot every new request is answered from.</summary>
     public XdsSnapshot Current => _current.Snapshot;
 
     /// <summary>True once translation has published at least once.</summary>
     public bool HasPublished => _current.Snapshot.Sequence > 0;
+
+    /// <summary>Completes when translation publishes for the first time.</summary>
+    public Task FirstPublished => _firstPublished.Task;
 
     /// <summary>Completes when a snapshot newer than <paramref name="seen"/> is published.</summary>
     public Task WhenChangedAsync(XdsSnapshot seen)
@@ -25,6 +29,10 @@ internal sealed class SnapshotCache
     {
         var previous = Interlocked.Exchange(ref _current, new Entry(snapshot));
         previous.Replaced.TrySetResult();
+        if (snapshot.Sequence > 0)
+        {
+            _firstPublished.TrySetResult();
+        }
         Published?.Invoke(snapshot);
     }
 
