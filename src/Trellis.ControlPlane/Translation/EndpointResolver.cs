@@ -52,6 +52,12 @@ internal static class EndpointResolver
                 "Registration/" + reg.Id));
         }
         result.Sort((a, b) => string.CompareOrdinal(a.Source, b.Source) is var c and not 0 ? c : a.Port.CompareTo(b.Port));
+
+        // One instance described twice (a WorkloadEntry and a registration, say) is one endpoint: clients reject
+        // an endpoint set that lists the same address and port twice. Registrations sort first and win, since
+        // their health is live.
+        var seen = new HashSet<(string, int)>();
+        result.RemoveAll(e => !seen.Add((e.Address, e.Port)));
         return result;
     }
 

@@ -59,6 +59,11 @@ internal static class RestDiscovery
             {
                 return Results.Text($"type_url {request.TypeUrl} does not match /v3/discovery:{kind} ({typeUrl})\n", statusCode: 400);
             }
+            if (!cache.HasPublished)
+            {
+                // An empty answer would read as "everything deleted" to the caller.
+                return Results.Text("the control plane is starting and has no configuration yet; retry shortly\n", statusCode: 503);
+            }
             var snapshot = cache.Current;
             var names = request.ResourceNames.Where(n => n != "*").ToList();
             var wildcard = names.Count == 0 || request.ResourceNames.Contains("*");

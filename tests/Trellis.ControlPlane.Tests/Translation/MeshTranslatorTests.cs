@@ -202,3 +202,31 @@ public sealed class MeshTranslatorTests
         Assert.Contains(problems, p => p.Contains("route configuration greeter.default:50051", StringComparison.Ordinal));
     }
 }
+
+public sealed class EndpointResolverTests
+{
+    [Fact]
+    public void Resolve_SameInstanceFromEntryAndRegistration_ListsItOnce()
+    {
+        var read = ResourceReader.Read("""
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: {name: vm}
+            spec: {selector: {app: vm}, ports: [{name: http, port: 8080}]}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: WorkloadEntry
+            metadata: {name: vm-1}
+            spec: {address: 10.0.0.1, ports: {http: 9000}, labels: {app: vm}}
+            """, "t.yaml");
+        var svc = read.Resources.Select(r => r.Resource).OfType<Service>().Single();
+        var now = DateTimeOffset.UtcNow;
+        var reg = new Trellis.ControlPlane.Discovery.Registration
+        {
+            Id = "vm-1", Service = "vm", Address = "10.0.0.1", Ports = new() { ["http"] = 9000 }, Ttl = TimeSpan.FromSeconds(30), LastHeartbeat = now,
+        };
+        var inputs = new MeshInputs([svc], read.Resources.Select(r => r.Resource).OfType<WorkloadEntry>().ToList(), [], [], [], [], null, [reg], "primary", now);
+        var endpoints = EndpointResolver.Resolve(svc, svc.Spec.Ports[0], inputs);
+        Assert.Equal("Registration/vm-1", Assert.Single(endpoints).Source);
+    }
+}
