@@ -76,6 +76,10 @@ internal sealed class DeltaStream(IServerStreamWriter<DeltaDiscoveryResponse> wr
         {
             state.Wildcard = true;
         }
+        if (first || request.ResourceNamesSubscribe.Count > 0 || request.ResourceNamesUnsubscribe.Count > 0)
+        {
+            state.ReconciledWith = null;
+        }
         await SendAsync(typeUrl, state, snapshot, connection, logger).ConfigureAwait(false);
     }
 
@@ -93,6 +97,12 @@ internal sealed class DeltaStream(IServerStreamWriter<DeltaDiscoveryResponse> wr
     private async Task SendAsync(string typeUrl, TypeState state, XdsSnapshot snapshot, ProxyConnection connection, ILogger logger)
     {
         var set = snapshot.Get(typeUrl);
+        if (state.ReconciledWith == set.Version)
+        {
+            // Same content and same subscription as last time: nothing can differ, so skip the walk over every name.
+            return;
+        }
+        state.ReconciledWith = set.Version;
         var response = new DeltaDiscoveryResponse { TypeUrl = typeUrl, SystemVersionInfo = snapshot.Version };
         IEnumerable<string> wanted = state.Wildcard ? set.Items.Keys.Concat(state.Names) : state.Names;
         foreach (var name in wanted.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal))
@@ -139,6 +149,8 @@ internal sealed class DeltaStream(IServerStreamWriter<DeltaDiscoveryResponse> wr
     private sealed class TypeState
     {
         public bool Wildcard;
+        /// <summary>Version of the resource set this subscription was last compared with; null after it changed.</summary>
+        public string? ReconciledWith;
         public readonly HashSet<string> Names = new(StringComparer.Ordinal);
         public readonly Dictionary<string, string> Known = new(StringComparer.Ordinal);
         public readonly HashSet<string> ToldMissing = new(StringComparer.Ordinal);

@@ -70,10 +70,11 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
 
     private async Task SendAsync(string typeUrl, TypeState state, XdsSnapshot snapshot, ProxyConnection connection, ILogger logger, bool force)
     {
-        var (selected, version) = Select(snapshot, typeUrl, state.Wildcard, state.Names);
+        var selection = snapshot.Get(typeUrl).Select(state.Wildcard, state.Key, state.Names);
+        var version = selection.Version;
         // Listeners and clusters: a response holds every subscribed resource, and one left out counts as deleted,
         // so an empty answer is meaningful. Routes and endpoints may be sent alone: nothing to send is no response.
-        if (selected.Count == 0 && typeUrl is not (TypeUrls.Listener or TypeUrls.Cluster))
+        if (selection.Resources.Count == 0 && typeUrl is not (TypeUrls.Listener or TypeUrls.Cluster))
         {
             return;
         }
@@ -88,44 +89,30 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
             VersionInfo = version,
             Nonce = (++_nonce).ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        foreach (var r in selected)
+        foreach (var r in selection.Resources)
         {
             response.Resources.Add(r.Any);
         }
         state.LastNonce = response.Nonce;
         state.LastVersion = version;
-        connection.OnSent(typeUrl, version, response.Nonce, selected.Select(r => r.Name).ToList(), time.GetUtcNow());
-        XdsLog.Sent(logger, TypeUrls.ShortName(typeUrl), version, selected.Count, connection.NodeId);
+        connection.OnSent(typeUrl, version, response.Nonce, selection.Names, time.GetUtcNow());
+        XdsLog.Sent(logger, TypeUrls.ShortName(typeUrl), version, selection.Resources.Count, connection.NodeId);
         await writer.WriteAsync(response).ConfigureAwait(false);
     }
 
     /// <summary>The resources a state-of-the-world subscription holds, and the version of exactly that set.</summary>
-    public static (List<XdsResource> Resources, string Version) Select(XdsSnapshot snapshot, string typeUrl, bool wildcard, IEnumerable<string> names)
+    public static (IReadOnlyList<XdsResource> Resources, string Version) Select(XdsSnapshot snapshot, string typeUrl, bool wildcard, IEnumerable<string> names)
     {
-        var set = snapshot.Get(typeUrl);
-        var selected = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
-        if (wildcard)
-        {
-            foreach (var r in set.Items.Values)
-            {
-                selected[r.Name] = r;
-            }
-        }
-        foreach (var name in names)
-        {
-            if (set.Items.TryGetValue(name, out var r))
-            {
-                selected[r.Name] = r;
-            }
-        }
-        var list = selected.Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
-        return (list, ContentVersion.Of(list.Select(r => r.Name + "=" + r.Version)));
+        var list = names as IReadOnlyCollection<string> ?? names.ToList();
+        var selection = snapshot.Get(typeUrl).Select(wildcard, XdsResourceSet.SubscriptionKey(list), list);
+        return (selection.Resources, selection.Version);
     }
 
     private sealed class TypeState
     {
         public bool Wildcard;
         public HashSet<string> Names = new(StringComparer.Ordinal);
+        public string Key = "";
         public string? LastNonce;
         public string? LastVersion;
         public string? RejectedVersion;
@@ -141,6 +128,10 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
                 wildcard = true;
             }
             var changed = wildcard != Wildcard || !names.SetEquals(Names);
+            if (changed || first)
+            {
+                Key = XdsResourceSet.SubscriptionKey(names);
+            }
             Wildcard = wildcard;
             Names = names;
             return changed;

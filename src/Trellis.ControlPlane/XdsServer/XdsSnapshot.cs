@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Security.Cryptography;
 using Google.Protobuf;
@@ -22,21 +23,61 @@ internal sealed class XdsResource
     public string Version { get; }
 }
 
+/// <summary>
+/// The resources a state-of-the-world subscription holds, ordered by name, with the version of exactly that set.
+/// Shared by every stream with the same subscription to the same snapshot.
+/// </summary>
+internal sealed class XdsSelection(IReadOnlyList<XdsResource> resources, string version)
+{
+    public IReadOnlyList<XdsResource> Resources { get; } = resources;
+    public IReadOnlyList<string> Names { get; } = resources.Select(r => r.Name).ToArray();
+    public string Version { get; } = version;
+}
+
 /// <summary>All resources of one type URL in a snapshot.</summary>
 internal sealed class XdsResourceSet
 {
     public static readonly XdsResourceSet Empty = new([]);
 
+    // Selections by subscription key (see SubscriptionKey). A snapshot is immutable, so each distinct subscription
+    // is resolved once per snapshot however many streams hold it; the cache goes away with the snapshot.
+    private readonly ConcurrentDictionary<string, XdsSelection> _selections = new(StringComparer.Ordinal);
+
     public XdsResourceSet(IEnumerable<XdsResource> resources)
     {
         Items = resources.ToFrozenDictionary(r => r.Name, StringComparer.Ordinal);
-        Version = ContentVersion.Of(Items.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => r.Name + "=" + r.Version));
+        var sorted = Items.Values.OrderBy(r => r.Name, StringComparer.Ordinal).ToArray();
+        Version = ContentVersion.Of(sorted.Select(r => r.Name + "=" + r.Version));
+        All = new XdsSelection(sorted, Version);
     }
 
     public FrozenDictionary<string, XdsResource> Items { get; }
 
     /// <summary>Hash over every name and version of the set.</summary>
     public string Version { get; }
+
+    /// <summary>The whole set, which is what a wildcard subscription holds (named extras are in it or absent).</summary>
+    public XdsSelection All { get; }
+
+    /// <summary>A canonical key for a named subscription: the distinct names, sorted, one per line.</summary>
+    public static string SubscriptionKey(IEnumerable<string> names) =>
+        string.Join('\n', names.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
+
+    /// <summary>What a subscription holds; <paramref name="key"/> must be <see cref="SubscriptionKey"/> of <paramref name="names"/>.</summary>
+    public XdsSelection Select(bool wildcard, string key, IEnumerable<string> names)
+    {
+        if (wildcard)
+        {
+            return All;
+        }
+        if (_selections.TryGetValue(key, out var cached))
+        {
+            return cached;
+        }
+        var list = names.Distinct(StringComparer.Ordinal).Where(Items.ContainsKey).Order(StringComparer.Ordinal).Select(n => Items[n]).ToArray();
+        var selection = new XdsSelection(list, ContentVersion.Of(list.Select(r => r.Name + "=" + r.Version)));
+        return _selections.GetOrAdd(key, selection);
+    }
 }
 
 /// <summary>
