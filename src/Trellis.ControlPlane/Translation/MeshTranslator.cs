@@ -75,6 +75,7 @@ internal static class MeshTranslator
         var clusters = new List<XdsResource>();
         var endpoints = new List<XdsResource>();
         var provenance = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+        var localized = new Dictionary<string, Func<ClientLocality, IMessage>>(StringComparer.Ordinal);
 
         // Routes attached to each service port, in Gateway API precedence order.
         var attached = CollectRoutes(inputs, services, Note);
@@ -98,7 +99,12 @@ internal static class MeshTranslator
                 clusters.Add(new XdsResource(name, BuildCluster(name, policy)));
                 provenance[TypeUrls.Cluster + "|" + name] = sources;
                 var eps = EndpointResolver.Resolve(svc, port, inputs);
-                endpoints.Add(new XdsResource(name, BuildLoadAssignment(name, eps)));
+                endpoints.Add(new XdsResource(name, BuildLoadAssignment(name, eps, null)));
+                if (policy?.Spec.Failover is { Order.Count: > 0 } failover)
+                {
+                    var order = failover.Order;
+                    localized[name] = client => BuildLoadAssignment(name, eps, e => FailoverPriority(e, client, order));
+                }
                 provenance[TypeUrls.ClusterLoadAssignment + "|" + name] = [XdsNames.Key(svc), .. eps.Select(e => e.Source).Distinct()];
 
                 // Routes: attached rules first, then the service itself for everything else.
@@ -138,7 +144,7 @@ internal static class MeshTranslator
             [TypeUrls.RouteConfiguration] = new(routes),
             [TypeUrls.Cluster] = new(clusters),
             [TypeUrls.ClusterLoadAssignment] = new(endpoints),
-        }, provenance);
+        }, provenance, localized);
 
         var all = new List<Resource>();
         all.AddRange(inputs.Services);
@@ -297,10 +303,36 @@ internal static class MeshTranslator
         return cluster;
     }
 
-    private static ClusterLoadAssignment BuildLoadAssignment(string name, IReadOnlyList<ServiceEndpoint> endpoints)
+    /// <summary>
+    /// Priority of an endpoint for a client under a failover order such as [zone, region, cluster]: 0 when it
+    /// shares the client's zone, 1 its region, 2 its cluster, 3 otherwise (levels not in the order are skipped).
+    /// </summary>
+    internal static int FailoverPriority(ServiceEndpoint e, ClientLocality client, IReadOnlyList<string> order)
+    {
+        for (var i = 0; i < order.Count; i++)
+        {
+            var same = order[i] switch
+            {
+                "zone" => e.Region == client.Region && e.Zone == client.Zone && e.Cluster == client.Cluster,
+                "region" => e.Region == client.Region && e.Cluster == client.Cluster,
+                "cluster" => e.Cluster == client.Cluster,
+                _ => false,
+            };
+            if (same)
+            {
+                return i;
+            }
+        }
+        return order.Count;
+    }
+
+    /// <summary>Endpoints grouped by priority and locality; priorities renumbered 0, 1, 2... without gaps.</summary>
+    private static ClusterLoadAssignment BuildLoadAssignment(string name, IReadOnlyList<ServiceEndpoint> endpoints, Func<ServiceEndpoint, int>? priorityOf)
     {
         var cla = new ClusterLoadAssignment { ClusterName = name };
-        foreach (var group in endpoints.GroupBy(e => (e.Region, e.Zone, e.SubZone)).OrderBy(g => g.Key.Region, StringComparer.Ordinal)
+        var raw = endpoints.Select(e => priorityOf?.Invoke(e) ?? 0).Distinct().Order().ToList();
+        foreach (var group in endpoints.GroupBy(e => (Priority: raw.IndexOf(priorityOf?.Invoke(e) ?? 0), e.Region, e.Zone, e.SubZone))
+                     .OrderBy(g => g.Key.Priority).ThenBy(g => g.Key.Region, StringComparer.Ordinal)
                      .ThenBy(g => g.Key.Zone, StringComparer.Ordinal).ThenBy(g => g.Key.SubZone, StringComparer.Ordinal))
         {
             var locality = new LocalityLbEndpoints
@@ -308,7 +340,7 @@ internal static class MeshTranslator
                 Locality = new Envoy.Config.Core.V3.Locality { Region = group.Key.Region, Zone = group.Key.Zone, SubZone = group.Key.SubZone },
                 // Clients drop a locality without a weight; a locality weighs what its endpoints weigh.
                 LoadBalancingWeight = (uint)group.Sum(e => e.Weight),
-                Priority = 0,
+                Priority = (uint)group.Key.Priority,
             };
             foreach (var e in group)
             {

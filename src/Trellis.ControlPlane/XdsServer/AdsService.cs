@@ -21,7 +21,7 @@ internal interface IXdsStream<in TRequest>
 /// Both are one loop over a protocol-specific stream state: wait for a request or a new snapshot, then send
 /// what the proxy lacks. A stream only ever awaits its own proxy, so a slow or stuck proxy delays nobody else.
 /// </summary>
-internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry, TimeProvider time, ILogger<AdsService> logger)
+internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry, ControlPlaneOptions options, TimeProvider time, ILogger<AdsService> logger)
     : AggregatedDiscoveryService.AggregatedDiscoveryServiceBase
 {
     /// <summary>Order for pushes after a snapshot change: clusters and endpoints before the listeners and routes that use them.</summary>
@@ -40,6 +40,7 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
     {
         var ct = context.CancellationToken;
         ProxyConnection? connection = null;
+        var locality = default(ClientLocality);
         var snapshot = cache.Current;
         var read = requests.MoveNext(ct);
         try
@@ -69,17 +70,19 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
                                 "the first discovery request of a stream must carry node.id; set the node id in the client's bootstrap"));
                         }
                         connection = registry.Connect(node.Id, node.Cluster, protocol, context.Peer, node.UserAgentName, time.GetUtcNow());
+                        locality = ClientLocality.Of(node, options.ClusterName);
                         XdsLog.StreamOpened(logger, protocol, connection.StreamId, connection.NodeId, context.Peer);
                     }
-                    await stream.HandleRequestAsync(request, snapshot, connection, logger).ConfigureAwait(false);
+                    await stream.HandleRequestAsync(request, snapshot.ForClient(locality), connection, logger).ConfigureAwait(false);
                     read = requests.MoveNext(ct);
                 }
                 else if (connection is not null)
                 {
-                    await stream.PushAsync(snapshot, connection, logger).ConfigureAwait(false);
+                    await stream.PushAsync(snapshot.ForClient(locality), connection, logger).ConfigureAwait(false);
                 }
                 if (connection is not null)
                 {
+                    // The published snapshot's version, not the client's locality view of it: proxy-status compares the two.
                     connection.SnapshotVersion = snapshot.Version;
                 }
             }

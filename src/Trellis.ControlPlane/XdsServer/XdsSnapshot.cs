@@ -86,11 +86,19 @@ internal sealed class XdsResourceSet
 /// </summary>
 internal sealed class XdsSnapshot
 {
-    public XdsSnapshot(long sequence, IReadOnlyDictionary<string, XdsResourceSet> byType, IReadOnlyDictionary<string, IReadOnlyList<string>>? provenance = null)
+    private readonly FrozenDictionary<string, Func<ClientLocality, IMessage>> _localizedEndpoints;
+    private readonly ConcurrentDictionary<ClientLocality, XdsSnapshot> _variants = new();
+
+    /// <param name="localizedEndpoints">Endpoint sets whose priorities depend on where the client is (locality
+    /// failover): a builder per EDS name, used by <see cref="ForClient"/>.</param>
+    public XdsSnapshot(
+        long sequence, IReadOnlyDictionary<string, XdsResourceSet> byType, IReadOnlyDictionary<string, IReadOnlyList<string>>? provenance = null,
+        IReadOnlyDictionary<string, Func<ClientLocality, IMessage>>? localizedEndpoints = null)
     {
         Sequence = sequence;
         ByType = byType.ToFrozenDictionary(StringComparer.Ordinal);
         Provenance = (provenance ?? new Dictionary<string, IReadOnlyList<string>>()).ToFrozenDictionary(StringComparer.Ordinal);
+        _localizedEndpoints = (localizedEndpoints ?? new Dictionary<string, Func<ClientLocality, IMessage>>()).ToFrozenDictionary(StringComparer.Ordinal);
         Version = ContentVersion.Of(ByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value.Version));
     }
 
@@ -107,7 +115,40 @@ internal sealed class XdsSnapshot
 
     public XdsResourceSet Get(string typeUrl) => ByType.TryGetValue(typeUrl, out var set) ? set : XdsResourceSet.Empty;
 
+    /// <summary>
+    /// The snapshot as a client in <paramref name="locality"/> sees it: endpoint sets with locality failover get
+    /// priorities relative to the client. Built once per locality per snapshot and shared.
+    /// </summary>
+    public XdsSnapshot ForClient(ClientLocality locality)
+    {
+        if (_localizedEndpoints.Count == 0)
+        {
+            return this;
+        }
+        return _variants.GetOrAdd(locality, l =>
+        {
+            var eds = Get(Trellis.Xds.TypeUrls.ClusterLoadAssignment).Items.Values
+                .Select(r => _localizedEndpoints.TryGetValue(r.Name, out var build) ? new XdsResource(r.Name, build(l)) : r);
+            var byType = new Dictionary<string, XdsResourceSet>(ByType, StringComparer.Ordinal)
+            {
+                [Trellis.Xds.TypeUrls.ClusterLoadAssignment] = new(eds),
+            };
+            return new XdsSnapshot(Sequence, byType, Provenance);
+        });
+    }
+
     public static XdsSnapshot Empty { get; } = new(0, new Dictionary<string, XdsResourceSet>());
+}
+
+/// <summary>Where a client runs, for locality-aware endpoint priorities.</summary>
+internal readonly record struct ClientLocality(string Region, string Zone, string Cluster)
+{
+    /// <summary>From the node's locality, and its metadata key "cluster" (else the control plane's own cluster).</summary>
+    public static ClientLocality Of(Envoy.Config.Core.V3.Node node, string defaultCluster)
+    {
+        var cluster = node.Metadata?.Fields.TryGetValue("cluster", out var v) == true && v.StringValue is { Length: > 0 } c ? c : defaultCluster;
+        return new ClientLocality(node.Locality?.Region ?? "", node.Locality?.Zone ?? "", cluster);
+    }
 }
 
 /// <summary>Short, stable content hashes used as xDS versions.</summary>

@@ -188,6 +188,45 @@ public sealed class MeshTranslatorTests
     }
 
     [Fact]
+    public void ForClient_FailoverOrder_GivesPrioritiesRelativeToTheClientWithoutGaps()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base + """
+
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: WorkloadEntry
+            metadata: {name: far}
+            spec: {address: 127.0.0.9, ports: {grpc: 50069}, labels: {app: greeter}, locality: {region: r2, zone: zone-x}}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: {name: greeter}
+            spec:
+              targetRef: {kind: Service, name: greeter}
+              failover: {order: [zone, region]}
+            """), 1).Snapshot;
+
+        // The published snapshot has every locality at priority 0.
+        Assert.All(One<ClusterLoadAssignment>(s, TypeUrls.ClusterLoadAssignment, "greeter.default:50051").Endpoints, l => Assert.Equal(0u, l.Priority));
+
+        var inZoneB = s.ForClient(new ClientLocality("r1", "zone-b", "primary"));
+        var cla = One<ClusterLoadAssignment>(inZoneB, TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
+        var byZone = cla.Endpoints.ToDictionary(l => l.Locality.Zone, l => l.Priority);
+        Assert.Equal(0u, byZone["zone-b"]);   // same zone
+        Assert.Equal(1u, byZone["zone-a"]);   // same region
+        Assert.Equal(2u, byZone["zone-x"]);   // elsewhere
+        Assert.Same(inZoneB, s.ForClient(new ClientLocality("r1", "zone-b", "primary")));
+
+        // A client far from everything: one priority per distance, renumbered from 0.
+        var elsewhere = One<ClusterLoadAssignment>(s.ForClient(new ClientLocality("r9", "z9", "primary")), TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
+        Assert.All(elsewhere.Endpoints, l => Assert.Equal(0u, l.Priority));
+
+        // Services without a failover order are the same for every client.
+        Assert.Same(s.Get(TypeUrls.ClusterLoadAssignment).Items["greeter-v1.default:50051"].Any,
+            inZoneB.Get(TypeUrls.ClusterLoadAssignment).Items["greeter-v1.default:50051"].Any);
+    }
+
+    [Fact]
     public void Check_DanglingRouteConfigName_IsReported()
     {
         var s = MeshTranslator.Translate(Inputs(Base), 1).Snapshot;

@@ -247,6 +247,42 @@ public sealed class AdsServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sotw_ClientLocality_ReceivesFailoverPrioritiesRelativeToIt()
+    {
+        await _cp.ApplyAsync("""
+            apiVersion: trellis.dev/v1alpha1
+            kind: WorkloadEntry
+            metadata: {name: greeter-far}
+            spec: {address: 127.0.0.8, ports: {grpc: 50068}, labels: {app: greeter}, locality: {region: r2, zone: z2}}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: WorkloadEntry
+            metadata: {name: greeter-near}
+            spec: {address: 127.0.0.7, ports: {grpc: 50067}, labels: {app: greeter}, locality: {region: r1, zone: z1}}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, failover: {order: [zone, region, cluster]}}
+            """);
+        await using var s = XdsTestClients.Sotw(_cp.Channel);
+        var first = Req(TypeUrls.ClusterLoadAssignment, names: "greeter.default:50051");
+        first.Node = XdsTestClients.Node("in-r2");
+        first.Node.Locality = new Envoy.Config.Core.V3.Locality { Region = "r2", Zone = "z2" };
+        await s.SendAsync(first);
+        var response = await s.NextAsync();
+        var cla = response.Resources.Single().Unpack<ClusterLoadAssignment>();
+        Assert.Equal(0u, cla.Endpoints.Single(l => l.Locality.Zone == "z2").Priority);
+        Assert.Equal(1u, cla.Endpoints.Single(l => l.Locality.Zone == "z1").Priority);
+
+        // Its proxy-status is SYNCED once it ACKs, although its view differs from the published snapshot.
+        await s.SendAsync(Req(TypeUrls.ClusterLoadAssignment, response.Nonce, response.VersionInfo, "greeter.default:50051"));
+        var cache = _cp.Get<Trellis.ControlPlane.XdsServer.SnapshotCache>();
+        await WaitForAsync(() => _cp.Get<Trellis.ControlPlane.XdsServer.ProxySyncRegistry>().List(cache.Current.Version)
+            .Any(p => p.NodeId == "in-r2" && p.State == "SYNCED"));
+    }
+
+    [Fact]
     public async Task Stream_FirstRequestWithoutNode_IsRefusedWithAClearError()
     {
         await using var s = XdsTestClients.Sotw(_cp.Channel);
