@@ -76,6 +76,7 @@ internal static class MeshTranslator
         var endpoints = new List<XdsResource>();
         var provenance = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         var localized = new Dictionary<string, Func<ClientLocality, IMessage>>(StringComparer.Ordinal);
+        var sidecars = new SidecarResources();
 
         // Routes attached to each service port, in Gateway API precedence order.
         var attached = CollectRoutes(inputs, services, Note);
@@ -112,6 +113,7 @@ internal static class MeshTranslator
                 var routeConfig = BuildRouteConfiguration(name, rules ?? [], policy);
                 var routeSources = new List<string>(sources);
                 routeSources.AddRange((rules ?? []).Select(r => r.SourceKey).Distinct());
+                sidecars.Add(svc, port, i == 0, routeConfig, m => Note(svc, m));
                 if (!inline)
                 {
                     routes.Add(new XdsResource(name, routeConfig));
@@ -138,13 +140,41 @@ internal static class MeshTranslator
             }
         }
 
+        routes.Add(sidecars.OutboundRoutes());
+        var outbound = sidecars.OutboundListener();
+
+        // What differs per client: endpoint priorities under locality failover, and a sidecar's socket listeners
+        // (the shared outbound one and its own service's inbound one) in place of the api listeners.
+        XdsSnapshot View(XdsSnapshot published, ClientView view)
+        {
+            var replaced = new Dictionary<string, XdsResourceSet>(StringComparer.Ordinal);
+            if (localized.Count > 0)
+            {
+                replaced[TypeUrls.ClusterLoadAssignment] = new(published.Get(TypeUrls.ClusterLoadAssignment).Items.Values
+                    .Select(r => localized.TryGetValue(r.Name, out var build) ? new XdsResource(r.Name, build(view.Locality)) : r));
+            }
+            if (view.Role == ClientRole.Sidecar)
+            {
+                var lds = new List<XdsResource> { outbound };
+                var cds = published.Get(TypeUrls.Cluster).Items.Values.ToList();
+                if (sidecars.Inbound(view.Namespace, view.Service) is { } inbound)
+                {
+                    lds.Add(inbound.Listener);
+                    cds.AddRange(inbound.Clusters);
+                }
+                replaced[TypeUrls.Listener] = new(lds);
+                replaced[TypeUrls.Cluster] = new(cds);
+            }
+            return replaced.Count == 0 ? published : published.With(replaced);
+        }
+
         var snapshot = new XdsSnapshot(sequence, new Dictionary<string, XdsResourceSet>
         {
             [TypeUrls.Listener] = new(Dedupe(listeners)),
             [TypeUrls.RouteConfiguration] = new(routes),
             [TypeUrls.Cluster] = new(clusters),
             [TypeUrls.ClusterLoadAssignment] = new(endpoints),
-        }, provenance, localized);
+        }, provenance, View);
 
         var all = new List<Resource>();
         all.AddRange(inputs.Services);

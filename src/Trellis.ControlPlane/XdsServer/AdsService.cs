@@ -40,7 +40,7 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
     {
         var ct = context.CancellationToken;
         ProxyConnection? connection = null;
-        var locality = default(ClientLocality);
+        var view = default(ClientView);
         var snapshot = cache.Current;
         var read = requests.MoveNext(ct);
         try
@@ -70,15 +70,15 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
                                 "the first discovery request of a stream must carry node.id; set the node id in the client's bootstrap"));
                         }
                         connection = registry.Connect(node.Id, node.Cluster, protocol, context.Peer, node.UserAgentName, time.GetUtcNow());
-                        locality = ClientLocality.Of(node, options.ClusterName);
+                        view = ClientView.Of(node, options.ClusterName);
                         XdsLog.StreamOpened(logger, protocol, connection.StreamId, connection.NodeId, context.Peer);
                     }
-                    await stream.HandleRequestAsync(request, snapshot.ForClient(locality), connection, logger).ConfigureAwait(false);
+                    await stream.HandleRequestAsync(request, snapshot.ForClient(view), connection, logger).ConfigureAwait(false);
                     read = requests.MoveNext(ct);
                 }
                 else if (connection is not null)
                 {
-                    await stream.PushAsync(snapshot.ForClient(locality), connection, logger).ConfigureAwait(false);
+                    await stream.PushAsync(snapshot.ForClient(view), connection, logger).ConfigureAwait(false);
                 }
                 if (connection is not null)
                 {

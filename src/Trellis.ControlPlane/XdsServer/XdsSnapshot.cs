@@ -86,19 +86,19 @@ internal sealed class XdsResourceSet
 /// </summary>
 internal sealed class XdsSnapshot
 {
-    private readonly FrozenDictionary<string, Func<ClientLocality, IMessage>> _localizedEndpoints;
-    private readonly ConcurrentDictionary<ClientLocality, XdsSnapshot> _variants = new();
+    private readonly Func<XdsSnapshot, ClientView, XdsSnapshot>? _viewBuilder;
+    private readonly ConcurrentDictionary<ClientView, XdsSnapshot> _views = new();
 
-    /// <param name="localizedEndpoints">Endpoint sets whose priorities depend on where the client is (locality
-    /// failover): a builder per EDS name, used by <see cref="ForClient"/>.</param>
+    /// <param name="viewBuilder">Builds what one kind of client sees (its locality's endpoint priorities, a sidecar's
+    /// own listeners); returns the snapshot itself when nothing differs. Used by <see cref="ForClient"/>.</param>
     public XdsSnapshot(
         long sequence, IReadOnlyDictionary<string, XdsResourceSet> byType, IReadOnlyDictionary<string, IReadOnlyList<string>>? provenance = null,
-        IReadOnlyDictionary<string, Func<ClientLocality, IMessage>>? localizedEndpoints = null)
+        Func<XdsSnapshot, ClientView, XdsSnapshot>? viewBuilder = null)
     {
         Sequence = sequence;
         ByType = byType.ToFrozenDictionary(StringComparer.Ordinal);
         Provenance = (provenance ?? new Dictionary<string, IReadOnlyList<string>>()).ToFrozenDictionary(StringComparer.Ordinal);
-        _localizedEndpoints = (localizedEndpoints ?? new Dictionary<string, Func<ClientLocality, IMessage>>()).ToFrozenDictionary(StringComparer.Ordinal);
+        _viewBuilder = viewBuilder;
         Version = ContentVersion.Of(ByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value.Version));
     }
 
@@ -116,39 +116,24 @@ internal sealed class XdsSnapshot
     public XdsResourceSet Get(string typeUrl) => ByType.TryGetValue(typeUrl, out var set) ? set : XdsResourceSet.Empty;
 
     /// <summary>
-    /// The snapshot as a client in <paramref name="locality"/> sees it: endpoint sets with locality failover get
-    /// priorities relative to the client. Built once per locality per snapshot and shared.
+    /// The snapshot as one client sees it: endpoint priorities relative to its locality, and for a sidecar its
+    /// socket listeners instead of the proxyless api listeners. Built once per distinct view per snapshot.
     /// </summary>
-    public XdsSnapshot ForClient(ClientLocality locality)
+    public XdsSnapshot ForClient(ClientView view) =>
+        _viewBuilder is null ? this : _views.GetOrAdd(view, v => _viewBuilder(this, v));
+
+    /// <summary>A copy with some types replaced (same sequence and provenance, no further views).</summary>
+    public XdsSnapshot With(IReadOnlyDictionary<string, XdsResourceSet> replaced)
     {
-        if (_localizedEndpoints.Count == 0)
+        var byType = new Dictionary<string, XdsResourceSet>(ByType, StringComparer.Ordinal);
+        foreach (var (type, set) in replaced)
         {
-            return this;
+            byType[type] = set;
         }
-        return _variants.GetOrAdd(locality, l =>
-        {
-            var eds = Get(Trellis.Xds.TypeUrls.ClusterLoadAssignment).Items.Values
-                .Select(r => _localizedEndpoints.TryGetValue(r.Name, out var build) ? new XdsResource(r.Name, build(l)) : r);
-            var byType = new Dictionary<string, XdsResourceSet>(ByType, StringComparer.Ordinal)
-            {
-                [Trellis.Xds.TypeUrls.ClusterLoadAssignment] = new(eds),
-            };
-            return new XdsSnapshot(Sequence, byType, Provenance);
-        });
+        return new XdsSnapshot(Sequence, byType, Provenance);
     }
 
     public static XdsSnapshot Empty { get; } = new(0, new Dictionary<string, XdsResourceSet>());
-}
-
-/// <summary>Where a client runs, for locality-aware endpoint priorities.</summary>
-internal readonly record struct ClientLocality(string Region, string Zone, string Cluster)
-{
-    /// <summary>From the node's locality, and its metadata key "cluster" (else the control plane's own cluster).</summary>
-    public static ClientLocality Of(Envoy.Config.Core.V3.Node node, string defaultCluster)
-    {
-        var cluster = node.Metadata?.Fields.TryGetValue("cluster", out var v) == true && v.StringValue is { Length: > 0 } c ? c : defaultCluster;
-        return new ClientLocality(node.Locality?.Region ?? "", node.Locality?.Zone ?? "", cluster);
-    }
 }
 
 /// <summary>Short, stable content hashes used as xDS versions.</summary>

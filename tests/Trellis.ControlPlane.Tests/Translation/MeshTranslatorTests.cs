@@ -58,6 +58,8 @@ public sealed class MeshTranslatorTests
         spec: {address: 127.0.0.3, ports: {grpc: 50063}, labels: {app: greeter, version: v2}, locality: {region: r1, zone: zone-b}, health: draining}
         """;
 
+    private static ClientView Proxyless(string region, string zone) => new(new ClientLocality(region, zone, "primary"), ClientRole.Proxyless, "", "");
+
     private static T One<T>(XdsSnapshot s, string typeUrl, string name) where T : Google.Protobuf.IMessage<T>, new() =>
         s.Get(typeUrl).Items[name].Any.Unpack<T>();
 
@@ -209,21 +211,84 @@ public sealed class MeshTranslatorTests
         // The published snapshot has every locality at priority 0.
         Assert.All(One<ClusterLoadAssignment>(s, TypeUrls.ClusterLoadAssignment, "greeter.default:50051").Endpoints, l => Assert.Equal(0u, l.Priority));
 
-        var inZoneB = s.ForClient(new ClientLocality("r1", "zone-b", "primary"));
+        var inZoneB = s.ForClient(Proxyless("r1", "zone-b"));
         var cla = One<ClusterLoadAssignment>(inZoneB, TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
         var byZone = cla.Endpoints.ToDictionary(l => l.Locality.Zone, l => l.Priority);
         Assert.Equal(0u, byZone["zone-b"]);   // same zone
         Assert.Equal(1u, byZone["zone-a"]);   // same region
         Assert.Equal(2u, byZone["zone-x"]);   // elsewhere
-        Assert.Same(inZoneB, s.ForClient(new ClientLocality("r1", "zone-b", "primary")));
+        Assert.Same(inZoneB, s.ForClient(Proxyless("r1", "zone-b")));
 
         // A client far from everything: one priority per distance, renumbered from 0.
-        var elsewhere = One<ClusterLoadAssignment>(s.ForClient(new ClientLocality("r9", "z9", "primary")), TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
+        var elsewhere = One<ClusterLoadAssignment>(s.ForClient(Proxyless("r9", "z9")), TypeUrls.ClusterLoadAssignment, "greeter.default:50051");
         Assert.All(elsewhere.Endpoints, l => Assert.Equal(0u, l.Priority));
 
         // Services without a failover order are the same for every client.
         Assert.Same(s.Get(TypeUrls.ClusterLoadAssignment).Items["greeter-v1.default:50051"].Any,
             inZoneB.Get(TypeUrls.ClusterLoadAssignment).Items["greeter-v1.default:50051"].Any);
+    }
+
+    [Fact]
+    public void ForClient_Sidecar_GetsOutboundAndItsOwnInboundListenerInsteadOfApiListeners()
+    {
+        var s = MeshTranslator.Translate(Inputs(Base + """
+
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: {name: db}
+            spec: {selector: {app: db}, ports: [{name: sql, port: 5432, protocol: tcp}]}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: {name: web}
+            spec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: 8080}]}
+            """), 1).Snapshot;
+        var view = s.ForClient(new ClientView(new ClientLocality("", "", "primary"), ClientRole.Sidecar, "web", "default"));
+
+        Assert.Equal(["trellis.inbound|web.default", "trellis.outbound"], view.Get(TypeUrls.Listener).Items.Keys.Order());
+        var outbound = One<Listener>(view, TypeUrls.Listener, "trellis.outbound");
+        Assert.Equal(15001u, outbound.Address.SocketAddress.PortValue);
+        var tcpChain = outbound.FilterChains.Single();
+        Assert.Equal(5432u, tcpChain.FilterChainMatch.DestinationPort);
+        Assert.Equal("db.default:5432", tcpChain.Filters[0].TypedConfig.Unpack<Envoy.Extensions.Filters.Network.TcpProxy.V3.TcpProxy>().Cluster);
+        Assert.Equal(SidecarResources.OutboundRouteName, outbound.DefaultFilterChain.Filters[0].TypedConfig.Unpack<HttpConnectionManager>().Rds.RouteConfigName);
+
+        var routes = One<RouteConfiguration>(view, TypeUrls.RouteConfiguration, SidecarResources.OutboundRouteName);
+        var greeter = routes.VirtualHosts.Single(v => v.Name == "greeter.default:50051");
+        Assert.Contains("greeter", greeter.Domains);
+        Assert.Contains("greeter.default.svc.cluster.local:50051", greeter.Domains);
+        Assert.Equal(routes.VirtualHosts.SelectMany(v => v.Domains).Count(), routes.VirtualHosts.SelectMany(v => v.Domains).Distinct().Count());
+
+        var inbound = One<Listener>(view, TypeUrls.Listener, "trellis.inbound|web.default");
+        Assert.Equal(15006u, inbound.Address.SocketAddress.PortValue);
+        Assert.Equal(8080u, inbound.FilterChains.Single().FilterChainMatch.DestinationPort);
+        var local = One<Cluster>(view, TypeUrls.Cluster, "inbound|80|web.default");
+        Assert.Equal(Cluster.Types.DiscoveryType.Static, local.Type);
+        Assert.Equal(8080u, local.LoadAssignment.Endpoints[0].LbEndpoints[0].Endpoint.Address.SocketAddress.PortValue);
+
+        // Proxyless clients keep the api listeners and never see inbound clusters.
+        var proxyless = s.ForClient(Proxyless("", ""));
+        Assert.Contains("greeter", proxyless.Get(TypeUrls.Listener).Items.Keys);
+        Assert.DoesNotContain("inbound|80|web.default", proxyless.Get(TypeUrls.Cluster).Items.Keys);
+    }
+
+    [Theory]
+    [InlineData("web.default~10.0.0.5~1234", null, "Sidecar", "web", "default")]
+    [InlineData("client-7", null, "Proxyless", "", "")]
+    [InlineData("anything", "sidecar", "Sidecar", "", "default")]
+    public void ClientViewOf_NodeIdAndMetadata_TellSidecarsFromProxylessClients(string id, string? proxyMeta, string role, string service, string ns)
+    {
+        var node = new Envoy.Config.Core.V3.Node { Id = id, Locality = new Envoy.Config.Core.V3.Locality { Region = "r", Zone = "z" } };
+        if (proxyMeta is not null)
+        {
+            node.Metadata = new Google.Protobuf.WellKnownTypes.Struct();
+            node.Metadata.Fields[ClientView.ProxyMetadataKey] = Google.Protobuf.WellKnownTypes.Value.ForString(proxyMeta);
+        }
+        var view = ClientView.Of(node, "primary");
+        Assert.Equal(role, view.Role.ToString());
+        Assert.Equal((service, ns), (view.Service, view.Namespace));
+        Assert.Equal(new ClientLocality("r", "z", "primary"), view.Locality);
     }
 
     [Fact]

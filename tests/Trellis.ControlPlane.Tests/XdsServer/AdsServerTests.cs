@@ -283,6 +283,15 @@ public sealed class AdsServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Delta_SidecarNode_WildcardListenersAreItsOutboundAndInboundOnly()
+    {
+        await using var s = XdsTestClients.Delta(_cp.Channel);
+        await s.SendAsync(new DeltaDiscoveryRequest { Node = XdsTestClients.Node("greeter.default~vm-1~4242"), TypeUrl = TypeUrls.Listener });
+        var r = await s.NextAsync();
+        Assert.Equal(["trellis.inbound|greeter.default", "trellis.outbound"], r.Resources.Select(x => x.Name).Order());
+    }
+
+    [Fact]
     public async Task Stream_FirstRequestWithoutNode_IsRefusedWithAClearError()
     {
         await using var s = XdsTestClients.Sotw(_cp.Channel);
