@@ -169,7 +169,7 @@ public sealed class DemoTests
     public async Task Demo_ShortRun_RoutesTrafficThroughTheCanarySplitWithoutFailures()
     {
         var data = TestPaths.NewTempDir();
-        var result = await TrellisProcess.RunAsync(null, "demo", "--duration", "8s", "--data", data,
+        var result = await TrellisProcess.RunAsync(null, "demo", "--duration", "12s", "--data", data,
             "--grpc-address", $"127.0.0.1:{TestControlPlane.FreePort()}", "--http-address", $"127.0.0.1:{TestControlPlane.FreePort()}");
         Assert.True(result.ExitCode == 0, result.ToString());
         var report = result.Stdout.Split('\n').Last(l => l.Contains("split:", StringComparison.Ordinal));

@@ -99,7 +99,7 @@ internal static class DemoCommand
             }
         }, ct);
 
-        var node = $"demo-client.demo~{Dns.GetHostName()}~{Environment.ProcessId}";
+        var node = $"demo-caller-{Environment.ProcessId}"; // a proxyless client: not a sidecar-style NAME.NS~HOST~PID id
         Step($"starting the caller (xDS node {node}) for xds:///greeter.demo");
         var caller = new XdsDemoClient(grpcAddress, node, "greeter.demo");
         var xdsLoop = caller.RunAsync(ct);
@@ -169,15 +169,21 @@ internal static class DemoCommand
                 if (DateTime.UtcNow - lastReport >= TimeSpan.FromSeconds(2))
                 {
                     lastReport = DateTime.UtcNow;
-                    var total = counts.Values.Sum();
-                    var split = string.Join(", ", counts.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value} ({100.0 * p.Value / Math.Max(1, total):0}%)"));
-                    var can = string.Join(", ", canary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
-                    Console.WriteLine($"[{(int)(lastReport - started).TotalSeconds,3}s] {sent} requests; split: {split}; with x-canary: {can}; failed: {failures}");
+                    Report();
                 }
             }
         }
         catch (OperationCanceledException)
         {
+        }
+        Report();
+
+        void Report()
+        {
+            var total = counts.Values.Sum();
+            var split = string.Join(", ", counts.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value} ({100.0 * p.Value / Math.Max(1, total):0}%)"));
+            var can = string.Join(", ", canary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
+            Console.WriteLine($"[{(int)(DateTime.UtcNow - started).TotalSeconds,3}s] {sent} requests; split: {split}; with x-canary: {can}; failed: {failures}");
         }
     }
 

@@ -83,20 +83,36 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
             return;
         }
 
+        // Routes and endpoints need not come all at once: after a change, send only what changed since the last
+        // response (one edited route goes to every proxy as one resource, not all of them).
+        var resources = selection.Resources;
+        if (!force && state.LastSelection is { } last && typeUrl is TypeUrls.RouteConfiguration or TypeUrls.ClusterLoadAssignment)
+        {
+            resources = selection.ChangedSince(last);
+            if (resources.Count == 0)
+            {
+                // Only removals: those types signal none in state of the world; the proxy keeps what it has.
+                state.LastSelection = selection;
+                state.LastVersion = version;
+                return;
+            }
+        }
+
         var response = new DiscoveryResponse
         {
             TypeUrl = typeUrl,
             VersionInfo = version,
             Nonce = (++_nonce).ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
-        foreach (var r in selection.Resources)
+        foreach (var r in resources)
         {
             response.Resources.Add(r.Any);
         }
         state.LastNonce = response.Nonce;
         state.LastVersion = version;
+        state.LastSelection = selection;
         connection.OnSent(typeUrl, version, response.Nonce, selection.Names, time.GetUtcNow());
-        XdsLog.Sent(logger, TypeUrls.ShortName(typeUrl), version, selection.Resources.Count, connection.NodeId);
+        XdsLog.Sent(logger, TypeUrls.ShortName(typeUrl), version, resources.Count, connection.NodeId);
         await writer.WriteAsync(response).ConfigureAwait(false);
     }
 
@@ -116,6 +132,9 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
         public string? LastNonce;
         public string? LastVersion;
         public string? RejectedVersion;
+
+        /// <summary>What the proxy holds after the last response (shared with other streams, never modified).</summary>
+        public XdsSelection? LastSelection;
 
         /// <summary>Applies the names of a request; returns true when the subscription changed.</summary>
         public bool Update(string typeUrl, IEnumerable<string> requested, bool first)

@@ -29,9 +29,24 @@ internal sealed class XdsResource
 /// </summary>
 internal sealed class XdsSelection(IReadOnlyList<XdsResource> resources, string version)
 {
+    private FrozenDictionary<string, XdsResource>? _byName;
+    // Keyed weakly: a selection no stream holds any more can go, instead of every selection keeping its predecessor.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<XdsSelection, IReadOnlyList<XdsResource>> _changedSince = new();
+
     public IReadOnlyList<XdsResource> Resources { get; } = resources;
     public IReadOnlyList<string> Names { get; } = resources.Select(r => r.Name).ToArray();
     public string Version { get; } = version;
+
+    /// <summary>
+    /// The resources that are new or different compared with <paramref name="previous"/>. Worked out once per pair
+    /// of selections: every stream that held the same selection asks the same question.
+    /// </summary>
+    public IReadOnlyList<XdsResource> ChangedSince(XdsSelection previous) =>
+        _changedSince.GetValue(previous, p =>
+        {
+            var before = p._byName ??= p.Resources.ToFrozenDictionary(r => r.Name, StringComparer.Ordinal);
+            return Resources.Where(r => !before.TryGetValue(r.Name, out var old) || old.Version != r.Version).ToArray();
+        });
 }
 
 /// <summary>All resources of one type URL in a snapshot.</summary>

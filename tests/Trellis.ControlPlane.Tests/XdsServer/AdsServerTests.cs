@@ -113,6 +113,23 @@ public sealed class AdsServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Sotw_EndpointChange_SendsOnlyTheChangedEndpointSet()
+    {
+        await using var s = XdsTestClients.Sotw(_cp.Channel);
+        var first = Req(TypeUrls.ClusterLoadAssignment, names: ["greeter.default:50051", "billing.default:8080"]);
+        first.Node = XdsTestClients.Node("sotw-partial");
+        await s.SendAsync(first);
+        var r1 = await s.NextAsync();
+        Assert.Equal(2, r1.Resources.Count);
+        await s.SendAsync(Req(TypeUrls.ClusterLoadAssignment, r1.Nonce, r1.VersionInfo, "greeter.default:50051", "billing.default:8080"));
+
+        await _cp.ApplyAsync(Entry("billing-b", "billing", "127.0.0.3", "http", 8082));
+        var r2 = await s.NextAsync();
+        Assert.Equal(["billing.default:8080"], r2.Resources.Select(a => a.Unpack<ClusterLoadAssignment>().ClusterName));
+        Assert.NotEqual(r1.VersionInfo, r2.VersionInfo);
+    }
+
+    [Fact]
     public async Task Sotw_Nack_IsShownInProxyStatusAndTheRejectedVersionIsNotResent()
     {
         await using var s = XdsTestClients.Sotw(_cp.Channel);
