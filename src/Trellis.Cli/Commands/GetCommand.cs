@@ -51,7 +51,7 @@ internal static class GetCommand
                     Console.WriteLine(json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                     break;
                 case "yaml":
-                    Console.Write(string.Join("---\n", items.Select(YamlOutput.FromJson)));
+                    Console.Write(ResourceYaml.Serialize(items.Select(i => ResourceJson.Deserialize(i.ToJsonString()))));
                     break;
                 default:
                     if (items.Count == 0)
@@ -102,25 +102,4 @@ internal static class GetCommand
         });
         return Table.Render(headers, rows);
     }
-}
-
-/// <summary>Writes JSON as YAML for `-o yaml`, keeping key order.</summary>
-internal static class YamlOutput
-{
-    public static string FromJson(JsonNode node)
-    {
-        var serializer = new YamlDotNet.Serialization.SerializerBuilder().Build();
-        return serializer.Serialize(ToPlain(node));
-    }
-
-    private static object? ToPlain(JsonNode? node) => node switch
-    {
-        null => null,
-        JsonObject o => o.ToDictionary(p => p.Key, p => ToPlain(p.Value)),
-        JsonArray a => a.Select(ToPlain).ToList(),
-        JsonValue v when v.TryGetValue<bool>(out var b) => b,
-        JsonValue v when v.TryGetValue<long>(out var l) => l,
-        JsonValue v when v.TryGetValue<double>(out var d) => d,
-        _ => node.ToString(),
-    };
 }
