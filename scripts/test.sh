@@ -39,6 +39,7 @@ projects=(
   tests/Trellis.Api.Tests
   tests/Trellis.Xds.Tests
   tests/Trellis.ControlPlane.Tests
+  tests/Trellis.Proxy.Tests
   tests/Trellis.IntegrationTests
 )
 crashed=0

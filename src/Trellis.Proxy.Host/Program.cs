@@ -1,0 +1,1 @@
+return await Trellis.Proxy.ProxyMain.RunAsync(args).ConfigureAwait(false);
