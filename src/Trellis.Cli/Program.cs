@@ -12,6 +12,7 @@ root.Subcommands.Add(ProxyStatusCommand.Create());
 root.Subcommands.Add(RegisterCommand.Create());
 root.Subcommands.Add(RegisterCommand.CreateDeregister());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(ProxyCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
