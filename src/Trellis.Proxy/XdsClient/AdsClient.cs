@@ -71,7 +71,9 @@ public sealed partial class AdsClient
     public ModelState State => _state;
 
     /// <summary>Number of NACKs sent (for tests and stats).</summary>
-    public int NackCount { get; private set; }
+    public int NackCount => Volatile.Read(ref _nackCount);
+
+    private int _nackCount;
 
     /// <summary>Runs until cancelled: connect, stream, on failure back off and fail over to the next address.</summary>
     public async Task RunAsync(CancellationToken ct)
@@ -202,13 +204,13 @@ public sealed partial class AdsClient
             var error = decodeError ?? (result!.IsValid ? null : string.Join("; ", result.Errors));
             if (error is not null)
             {
+                Nacked(response.TypeUrl, error);
                 await call.RequestStream.WriteAsync(new DeltaDiscoveryRequest
                 {
                     TypeUrl = response.TypeUrl,
                     ResponseNonce = response.Nonce,
                     ErrorDetail = new Google.Rpc.Status { Code = (int)StatusCode.InvalidArgument, Message = error },
                 }, ct).ConfigureAwait(false);
-                Nacked(response.TypeUrl, error);
                 continue;
             }
             Accept(candidate, result!);
@@ -351,7 +353,7 @@ public sealed partial class AdsClient
 
     private void Nacked(string typeUrl, string error)
     {
-        NackCount++;
+        Interlocked.Increment(ref _nackCount);
         var text = $"{TypeUrls.ShortName(typeUrl)}: {error}";
         _status = _status with { LastNack = text };
         LogNack(_log, text, _state.Current.Version);
@@ -411,8 +413,8 @@ public sealed partial class AdsClient
             {
                 req.VersionInfo = st.Version;
                 req.ErrorDetail = new Google.Rpc.Status { Code = (int)StatusCode.InvalidArgument, Message = error };
-                await call.RequestStream.WriteAsync(req, ct).ConfigureAwait(false);
                 Nacked(response.TypeUrl, error);
+                await call.RequestStream.WriteAsync(req, ct).ConfigureAwait(false);
                 continue;
             }
             st.Version = response.VersionInfo;
