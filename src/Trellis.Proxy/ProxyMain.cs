@@ -26,6 +26,7 @@ public static class ProxyMain
 
         using var loggerFactory = LoggerFactory.Create(b => b
             .SetMinimumLevel(LogLevel.Information)
+            .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
             .AddSimpleConsole(o =>
             {
                 o.SingleLine = true;

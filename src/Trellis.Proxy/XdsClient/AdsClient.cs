@@ -145,7 +145,14 @@ public sealed partial class AdsClient
         {
             _unreachableLogged = true;
             var version = _state.Current.Version;
-            LogUnreachable(_log, version.Length > 0 ? version : "(none)", error);
+            if (version.Length > 0)
+            {
+                LogUnreachable(_log, version, error);
+            }
+            else
+            {
+                LogUnreachableNoConfig(_log, error);
+            }
         }
     }
 
@@ -502,6 +509,9 @@ public sealed partial class AdsClient
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "control plane unreachable; serving last good config version {Version} ({Error})")]
     private static partial void LogUnreachable(ILogger log, string version, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "control plane unreachable; no config yet ({Error})")]
+    private static partial void LogUnreachableNoConfig(ILogger log, string error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "applied config version {Version} (complete: {Complete}, {Listeners} listeners, {Clusters} clusters)")]
     private static partial void LogApplied(ILogger log, string version, bool complete, int listeners, int clusters);
