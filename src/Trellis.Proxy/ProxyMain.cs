@@ -7,7 +7,7 @@ using Trellis.Proxy.XdsClient;
 namespace Trellis.Proxy;
 
 /// <summary>Entry point of the `trellis-proxy` executable (and of `trellis proxy`).</summary>
-public static class ProxyMain
+public static partial class ProxyMain
 {
     public static async Task<int> RunAsync(string[] args)
     {
@@ -86,6 +86,6 @@ public static class ProxyMain
         }
     }
 
-    private static void LogStarted(ILogger log, string node, string admin) =>
-        log.LogInformation("trellis-proxy node {Node}, admin on {Admin}", node, admin);
+    [LoggerMessage(Level = LogLevel.Information, Message = "trellis-proxy node {Node}, admin on {Admin}")]
+    private static partial void LogStarted(ILogger log, string node, string admin);
 }

@@ -102,4 +102,24 @@ public sealed class ProxyOptionsParserTests
 
         Assert.Equal(2, code);
     }
+
+    [Fact]
+    public async Task RunAsync_Help_ExitsWith0()
+    {
+        var code = await ProxyMain.RunAsync(["--help"]);
+
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public async Task RunAsync_AdminPortTaken_ExitsWith1()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var code = await ProxyMain.RunAsync(["--service", "web", "--control-plane", "127.0.0.1:1", "--admin", $"127.0.0.1:{port}"]);
+
+        Assert.Equal(1, code);
+    }
 }
