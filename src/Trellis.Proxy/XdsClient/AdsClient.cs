@@ -62,7 +62,7 @@ public sealed partial class AdsClient
         _log = log;
         _time = time ?? TimeProvider.System;
         _random = random ?? Random.Shared;
-        _channelFactory = channelFactory ?? (ep => GrpcChannel.ForAddress($"http://{FormatHost(ep)}:{ep.Port}"));
+        _channelFactory = channelFactory ?? CreateChannel;
         _status = new XdsConnectionStatus(false, null, "not connected yet", _time.GetUtcNow(), null);
     }
 
@@ -501,6 +501,21 @@ public sealed partial class AdsClient
         }
         return next;
     }
+
+    /// <summary>h2c channel with HTTP/2 keep-alive pings, so a control plane that vanishes without a FIN is noticed.</summary>
+    private static GrpcChannel CreateChannel(DnsEndPoint ep) =>
+        GrpcChannel.ForAddress($"http://{FormatHost(ep)}:{ep.Port}", new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+                KeepAlivePingDelay = TimeSpan.FromSeconds(15),
+                KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+                KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            },
+            DisposeHttpClient = true,
+        });
 
     private static string FormatHost(DnsEndPoint ep) => ep.Host.Contains(':', StringComparison.Ordinal) ? $"[{ep.Host}]" : ep.Host;
 
