@@ -1,6 +1,8 @@
+using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Admin;
+using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.XdsClient;
 
@@ -57,6 +59,25 @@ public static partial class ProxyMain
         await using (admin.ConfigureAwait(false))
         {
             LogStarted(log, options.NodeId, admin.Address.ToString());
+            var listeners = new List<ExplicitListener>();
+            try
+            {
+                foreach (var target in ListenerTargets(options))
+                {
+                    var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>());
+                    listeners.Add(listener);
+                    listener.Start();
+                }
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                Console.Error.WriteLine($"trellis-proxy: cannot listen on {listeners[^1].Target.Listen} ({listeners[^1].Target.Name}): {e.Message}; choose another port");
+                foreach (var l in listeners)
+                {
+                    await l.DisposeAsync().ConfigureAwait(false);
+                }
+                return 1;
+            }
             var adsTask = ads.RunAsync(stop.Token);
             if (options.WaitReady)
             {
@@ -64,10 +85,37 @@ public static partial class ProxyMain
             }
             var quit = admin.QuitRequested;
             await Task.WhenAny(quit, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default)).ConfigureAwait(false);
+            // Stop accepting, let connections in flight finish (bounded), then stop the xDS client.
+            foreach (var l in listeners)
+            {
+                await l.StopAcceptingAsync().ConfigureAwait(false);
+            }
+            var drainUntil = Environment.TickCount64 + (long)options.DrainTimeout.TotalMilliseconds;
+            while (listeners.Any(l => l.ActiveConnections > 0) && Environment.TickCount64 < drainUntil)
+            {
+                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            }
             await stop.CancelAsync().ConfigureAwait(false);
             await adsTask.ConfigureAwait(false);
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The explicit listeners: one per --upstream (to the cluster of that service port), and the inbound port when
+    /// --app-port names the local application.
+    /// </summary>
+    internal static IEnumerable<ListenerTarget> ListenerTargets(ProxyOptions options)
+    {
+        foreach (var up in options.Upstreams)
+        {
+            var cluster = $"{up.Service}.{up.Namespace}:{up.Port}";
+            yield return new ListenerTarget($"upstream {cluster}", up.Local, cluster, null);
+        }
+        if (options.AppPort is int app)
+        {
+            yield return new ListenerTarget("inbound", options.Inbound, null, new IPEndPoint(IPAddress.Loopback, app));
+        }
     }
 
     private static async Task PrintReadyAsync(ModelState state, CancellationToken ct)

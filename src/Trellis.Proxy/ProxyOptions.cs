@@ -44,6 +44,9 @@ public sealed class ProxyOptions
     public string? Node { get; init; }
     public XdsProtocol Protocol { get; init; } = XdsProtocol.Delta;
 
+    /// <summary>On SIGTERM, how long connections in flight may take to finish after the listeners close.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The node id sent to the control plane.</summary>
     public string NodeId => Node ?? $"{Service}.{Namespace}~{Dns.GetHostName()}~{Environment.ProcessId}";
 }

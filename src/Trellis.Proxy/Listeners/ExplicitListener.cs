@@ -34,6 +34,8 @@ public sealed partial class ExplicitListener : IAsyncDisposable
         _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
     }
 
+    public ListenerTarget Target => _target;
+
     /// <summary>The bound address (the port is the real one when 0 was asked for).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
