@@ -97,8 +97,9 @@ public sealed partial class AdsClient
                 }
                 Disconnected(address, "stream closed by the control plane");
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            catch (Exception) when (ct.IsCancellationRequested)
             {
+                // Shutting down: the stream ended because we asked it to, not because the control plane went away.
                 break;
             }
             catch (Exception e) when (e is RpcException or IOException or HttpRequestException or InvalidOperationException or ObjectDisposedException)
