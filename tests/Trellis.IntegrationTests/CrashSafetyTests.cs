@@ -42,10 +42,24 @@ public sealed class CrashSafetyTests
                 acknowledged.Add(prefix);
             }
 
-            // A large apply in flight when the process is killed (at a different moment each round).
+            // A large apply in flight when the process is killed, at a different moment each round: as soon as the
+            // request has been sent; when the store starts writing to its log; when it has written to it twice.
             var big = $"big-{round}";
-            var inFlight = client.PostAsJsonAsync("api/v1/apply", new { files = new[] { new { name = big + ".yaml", content = Services(big, batch) } } });
-            await Task.Delay(TimeSpan.FromMilliseconds(100 + 150 * round));
+            var wal = new FileInfo(Path.Combine(data, "trellis.db-wal"));
+            DateTime WalWritten()
+            {
+                wal.Refresh();
+                return wal.Exists ? wal.LastWriteTimeUtc : DateTime.MinValue;
+            }
+            var before = WalWritten();
+            using var content = new SignallingContent(JsonContent.Create(new { files = new[] { new { name = big + ".yaml", content = Services(big, batch) } } }));
+            var inFlight = client.PostAsync("api/v1/apply", content);
+            await content.Sent.WaitAsync(TimeSpan.FromSeconds(30));
+            for (var writes = 0; writes < round; writes++)
+            {
+                await Eventually.WaitAsync(() => WalWritten() != before || inFlight.IsCompleted, "the store to write the batch", TimeSpan.FromSeconds(30));
+                before = WalWritten();
+            }
             await cp.KillAsync();
             try
             {
@@ -75,5 +89,35 @@ public sealed class CrashSafetyTests
             var count = items.Count(n => n.StartsWith($"big-{round}-", StringComparison.Ordinal));
             Assert.True(count is 0 or batch, $"round {round}: {count} of {batch} services of one apply survived; an apply must be all or nothing");
         }
+    }
+}
+
+/// <summary>Request content that says when it has been written to the connection in full.</summary>
+internal sealed class SignallingContent(HttpContent inner) : HttpContent
+{
+    private readonly TaskCompletionSource _sent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task Sent => _sent.Task;
+
+    protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context)
+    {
+        await inner.CopyToAsync(stream);
+        await stream.FlushAsync();
+        _sent.TrySetResult();
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = 0;
+        return false;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            inner.Dispose();
+        }
+        base.Dispose(disposing);
     }
 }

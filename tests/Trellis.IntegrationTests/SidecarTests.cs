@@ -117,19 +117,14 @@ public sealed class SidecarTests
             await cp.DisposeAsync();
             cp = null;
             Assert.Equal("greeter-b", await GetAsync(http, upstream));
-            var readyDeadline = DateTime.UtcNow.AddSeconds(30);
             string readyText = "";
-            while (DateTime.UtcNow < readyDeadline)
+            await Eventually.WaitAsync(async () =>
             {
                 using var ready = await http.GetAsync($"http://127.0.0.1:{admin}/ready");
                 readyText = await ready.Content.ReadAsStringAsync();
                 Assert.Equal(System.Net.HttpStatusCode.OK, ready.StatusCode);
-                if (readyText.Contains("last good", StringComparison.OrdinalIgnoreCase))
-                {
-                    break;
-                }
-                await Task.Delay(100);
-            }
+                return readyText.Contains("last good", StringComparison.OrdinalIgnoreCase);
+            }, "/ready to report serving the last good config", TimeSpan.FromSeconds(30));
             Assert.Contains("last good", readyText, StringComparison.OrdinalIgnoreCase);
 
             // SIGTERM: the sidecar drains and exits cleanly.

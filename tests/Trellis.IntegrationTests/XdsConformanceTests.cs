@@ -344,13 +344,15 @@ public sealed class XdsConformanceTests(ITestOutputHelper output) : IAsyncLifeti
 
     private async Task HeartbeatAsync(string id, CancellationToken ct)
     {
+        // An instance's heartbeat loop, as `trellis register` runs it: every 400 ms (TTL 2 s), bounded in count.
+        using var every = new PeriodicTimer(TimeSpan.FromMilliseconds(400));
         for (var i = 0; i < 400 && !ct.IsCancellationRequested; i++)
         {
             try
             {
                 using var r = await Http.PutAsync($"api/v1/registrations/{Uri.EscapeDataString(id)}/heartbeat", null, ct);
                 r.EnsureSuccessStatusCode();
-                await Task.Delay(400, ct);
+                await every.WaitForNextTickAsync(ct);
             }
             catch (OperationCanceledException)
             {

@@ -75,11 +75,7 @@ public sealed class AdminServerTests
         await proxy.WaitAsync(s => s.IsReady, "ready");
 
         await cp.DisposeAsync();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (proxy.Client.Status.Connected && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        await Eventually.WaitAsync(() => !proxy.Client.Status.Connected, "the client to notice the control plane is gone", TimeSpan.FromSeconds(20));
 
         using var ready = await http.GetAsync("ready");
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);

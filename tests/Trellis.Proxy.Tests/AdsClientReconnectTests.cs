@@ -88,7 +88,7 @@ public sealed class AdsClientReconnectTests
     [Fact]
     public async Task RunAsync_ConnectFails_WaitsBackoffOnClockThenTriesNextAddress()
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-01-01T00:00:00Z"));
+        var time = new TimerWatchingTimeProvider(DateTimeOffset.Parse("2026-01-01T00:00:00Z"));
         var dialed = new ConcurrentQueue<string>();
         var addresses = new[] { new DnsEndPoint("127.0.0.1", TestControlPlane.FreePort()), new DnsEndPoint("127.0.0.1", TestControlPlane.FreePort()) };
         var settings = new AdsClientSettings("n", "web", "default", addresses, XdsProtocol.Delta) { InitialBackoff = TimeSpan.FromSeconds(1), MaxBackoff = TimeSpan.FromSeconds(8) };
@@ -100,22 +100,19 @@ public sealed class AdsClientReconnectTests
         using var stop = new CancellationTokenSource();
         var run = Task.Run(() => client.RunAsync(stop.Token));
 
-        for (var i = 0; i < 200 && client.Status.LastError == "not connected yet"; i++)
-        {
-            await Task.Delay(20);
-        }
+        // The first dial failed and the client now waits its backoff on the fake clock (0.5-1 s for the first try).
+        var backoff = await time.NextTimerAsync();
+        Assert.InRange(backoff, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(1));
         Assert.Single(dialed);
         Assert.False(client.Status.Connected);
 
-        time.Advance(TimeSpan.FromMilliseconds(400));
-        await Task.Delay(100);
+        // Less than the backoff: no second dial (nothing can run until the timer fires).
+        time.Advance(backoff - TimeSpan.FromMilliseconds(1));
         Assert.Single(dialed);
 
-        for (var i = 0; i < 200 && dialed.Count < 2; i++)
-        {
-            time.Advance(TimeSpan.FromMilliseconds(100));
-            await Task.Delay(20);
-        }
+        // The backoff passes: the next address is tried.
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await Eventually.WaitAsync(() => dialed.Count >= 2, "the second dial");
         Assert.Equal([$"127.0.0.1:{addresses[0].Port}", $"127.0.0.1:{addresses[1].Port}"], dialed.Take(2));
 
         await stop.CancelAsync();

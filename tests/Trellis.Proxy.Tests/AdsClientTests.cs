@@ -79,16 +79,12 @@ public sealed class AdsClientTests
         await proxy.WaitAsync(HasEverything, "a complete sidecar config");
 
         JsonNode? node = null;
-        for (var i = 0; i < 100; i++)
+        await Eventually.WaitAsync(async () =>
         {
             var proxies = await cp.GetJsonAsync("/api/v1/proxies");
             node = proxies["items"]!.AsArray().FirstOrDefault(p => p!["nodeId"]!.GetValue<string>() == "web.default~synced~1");
-            if (node?["state"]?.GetValue<string>() == "SYNCED")
-            {
-                break;
-            }
-            await Task.Delay(50);
-        }
+            return node?["state"]?.GetValue<string>() == "SYNCED";
+        }, "the control plane to list the proxy as SYNCED", TimeSpan.FromSeconds(5));
 
         Assert.Equal("SYNCED", node?["state"]?.GetValue<string>());
         Assert.Equal(0, proxy.Client.NackCount);
@@ -117,11 +113,7 @@ public sealed class AdsClientTests
         var model = await proxy.WaitAsync(HasEverything, "a complete sidecar config");
 
         await cp.DisposeAsync();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (proxy.Client.Status.Connected && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        await Eventually.WaitAsync(() => !proxy.Client.Status.Connected, "the client to notice the control plane is gone", TimeSpan.FromSeconds(20));
 
         Assert.False(proxy.Client.Status.Connected);
         Assert.NotNull(proxy.Client.Status.LastError);

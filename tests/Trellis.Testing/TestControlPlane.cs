@@ -50,17 +50,14 @@ public sealed class TestControlPlane : IAsyncDisposable
 
     private async Task WaitServingAsync()
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (DateTime.UtcNow < deadline)
+        try
         {
-            var text = await Http.GetStringAsync("healthz");
-            if (text.StartsWith("ok", StringComparison.Ordinal))
-            {
-                return;
-            }
-            await Task.Delay(20);
+            await Get<Trellis.ControlPlane.XdsServer.SnapshotCache>().FirstPublished.WaitAsync(TimeSpan.FromSeconds(20));
         }
-        throw new TimeoutException("control plane did not publish its first snapshot in 20 s");
+        catch (TimeoutException)
+        {
+            throw new TimeoutException("control plane did not publish its first snapshot in 20 s");
+        }
     }
 
     /// <summary>Applies YAML through the REST API; returns the response body.</summary>

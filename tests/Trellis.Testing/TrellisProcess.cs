@@ -78,8 +78,7 @@ public sealed class TrellisProcess : IAsyncDisposable
         args.AddRange(extra);
         var p = new TrellisProcess(Process.Start(StartInfo(args))!);
         using var http = new HttpClient { BaseAddress = new Uri($"http://{httpAddress}/"), Timeout = TimeSpan.FromSeconds(2) };
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (DateTime.UtcNow < deadline)
+        async Task<bool> ServingAsync()
         {
             if (p.HasExited)
             {
@@ -87,21 +86,23 @@ public sealed class TrellisProcess : IAsyncDisposable
             }
             try
             {
-                if ((await http.GetStringAsync("healthz")).StartsWith("ok", StringComparison.Ordinal))
-                {
-                    return p;
-                }
+                return (await http.GetStringAsync("healthz")).StartsWith("ok", StringComparison.Ordinal);
             }
-            catch (HttpRequestException)
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
             {
+                return false; // not listening yet
             }
-            catch (TaskCanceledException)
-            {
-            }
-            await Task.Delay(50);
         }
-        await p.DisposeAsync();
-        throw new TimeoutException($"control plane did not become healthy in 30 s:\n{p.Output}");
+        try
+        {
+            await Eventually.WaitAsync(ServingAsync, "the control plane to serve", TimeSpan.FromSeconds(30));
+            return p;
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
+        {
+            await p.DisposeAsync();
+            throw new TimeoutException($"control plane did not become healthy: {ex.Message}\n{p.Output}");
+        }
     }
 
     /// <summary>kill -9: no shutdown code runs.</summary>

@@ -19,15 +19,7 @@ public sealed class RegistrationTests
         spec: {ports: [{name: http, port: 8080}]}
         """;
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(10);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Eventually.WaitAsync(condition, what);
 
     private static IReadOnlyList<LbEndpoint> Endpoints(TestControlPlane cp) =>
         cp.Get<SnapshotCache>().Current.Get(TypeUrls.ClusterLoadAssignment).Items.TryGetValue("vm.default:8080", out var r)

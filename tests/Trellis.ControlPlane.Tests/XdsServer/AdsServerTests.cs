@@ -53,18 +53,7 @@ public sealed class AdsServerTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _cp.DisposeAsync();
 
-    private static async Task WaitForAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException("condition not met in 10 s");
-            }
-            await Task.Delay(10);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition) => Eventually.WaitAsync(condition, "the control plane's state to change");
 
     private static DiscoveryRequest Req(string typeUrl, string? nonce = null, string? version = null, params string[] names)
     {
