@@ -6,7 +6,11 @@ using Trellis.Proxy.Tcp;
 
 namespace Trellis.Proxy.Listeners;
 
-/// <summary>Where one explicit listener sends what it accepts: a cluster of the model, or a fixed local address.</summary>
+/// <summary>
+/// Where one listener sends what it accepts: a service port's cluster (an --upstream listener: HTTP requests take
+/// the routes of that service port's virtual host), a fixed local address (the inbound listener), or, when both
+/// are null, the outbound route table by Host / :authority (the shared outbound port).
+/// </summary>
 public sealed record ListenerTarget(string Name, IPEndPoint Listen, string? Cluster, IPEndPoint? Fixed);
 
 /// <summary>

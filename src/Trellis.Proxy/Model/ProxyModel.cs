@@ -45,15 +45,26 @@ public sealed record FilterChainModel(string Name, int? DestinationPort, string?
 }
 
 /// <summary>Virtual hosts selected by Host / :authority.</summary>
-public sealed record RouteTable(string Name, IReadOnlyList<VirtualHostModel> VirtualHosts);
+public sealed record RouteTable(string Name, IReadOnlyList<VirtualHostModel> VirtualHosts)
+{
+    /// <summary>Domain lookup built once per table (exact names in a frozen dictionary, then wildcards).</summary>
+    internal Http.VirtualHostIndex Index { get; } = new(VirtualHosts);
+}
 
 public sealed record VirtualHostModel(string Name, IReadOnlyList<string> Domains, IReadOnlyList<RouteModel> Routes);
 
 public enum PathMatchKind { Prefix, Exact, Regex }
 
-public sealed record HeaderMatchModel(string Name, string? Exact, string? Regex, bool Invert);
+public sealed record HeaderMatchModel(string Name, string? Exact, string? Regex, bool Invert)
+{
+    /// <summary>The whole-value regex, compiled once (non-backtracking: linear time on any input).</summary>
+    internal System.Text.RegularExpressions.Regex? CompiledRegex { get; } = Regex is null ? null : Http.Router.CompileWhole(Regex);
+}
 
-public sealed record RouteMatchModel(PathMatchKind PathKind, string Path, IReadOnlyList<HeaderMatchModel> Headers, IReadOnlyList<HeaderMatchModel> QueryParameters);
+public sealed record RouteMatchModel(PathMatchKind PathKind, string Path, IReadOnlyList<HeaderMatchModel> Headers, IReadOnlyList<HeaderMatchModel> QueryParameters)
+{
+    internal System.Text.RegularExpressions.Regex? CompiledPath { get; } = PathKind == PathMatchKind.Regex ? Http.Router.CompileWhole(Path) : null;
+}
 
 public sealed record WeightedClusterModel(string Cluster, int Weight);
 
@@ -78,9 +89,32 @@ public sealed record RouteModel(
     IReadOnlyList<string> ResponseHeadersToRemove,
     RedirectModel? Redirect,
     int? DirectResponseStatus,
-    string? HashHeader);
+    string? HashHeader)
+{
+    /// <summary>Ring hash on this cookie (when <see cref="HashHeader"/> is not set).</summary>
+    public string? HashCookie { get; init; }
 
-public enum LoadBalancerKind { RoundRobin, LeastRequest, Random, RingHash, Maglev }
+    /// <summary>Ring hash on the caller's IP address (when neither header nor cookie is set).</summary>
+    public bool HashSourceIp { get; init; }
+
+    /// <summary>Delays or aborts injected on this route (the fault filter's per-route config).</summary>
+    public FaultModel? Fault { get; init; }
+
+    /// <summary>A token bucket shared by every request on this route in this proxy (local rate limit).</summary>
+    public RateLimitModel? RateLimit { get; init; }
+
+    /// <summary>Body text of a direct response.</summary>
+    public string? DirectResponseBody { get; init; }
+}
+
+/// <summary>Fault injection: each request is delayed with <paramref name="DelayPercent"/> chance and aborted with <paramref name="AbortPercent"/> chance.</summary>
+/// <param name="AbortGrpcStatus">For gRPC requests, the grpc-status to answer with instead of the HTTP status.</param>
+public sealed record FaultModel(double DelayPercent, TimeSpan Delay, double AbortPercent, int AbortHttpStatus, int? AbortGrpcStatus);
+
+/// <summary>Local rate limit: a bucket of <paramref name="MaxTokens"/> refilled by <paramref name="TokensPerFill"/> every <paramref name="FillInterval"/>.</summary>
+public sealed record RateLimitModel(int MaxTokens, int TokensPerFill, TimeSpan FillInterval);
+
+public enum LoadBalancerKind { RoundRobin, LeastRequest, Random, RingHash, Maglev, Ewma }
 
 public enum EndpointHealthKind { Healthy, Unhealthy, Draining, Unknown }
 
@@ -98,7 +132,14 @@ public sealed record ClusterModel(
     TimeSpan ConnectTimeout,
     IReadOnlyList<EndpointModel> Endpoints,
     CircuitBreakerModel CircuitBreakers,
-    OutlierDetectionModel? OutlierDetection);
+    OutlierDetectionModel? OutlierDetection)
+{
+    /// <summary>Upstream connections are closed after this many requests (null: no limit).</summary>
+    public int? MaxRequestsPerConnection { get; init; }
+
+    /// <summary>Idle upstream connections are closed after this long.</summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(1);
+}
 
 /// <summary>
 /// The proxy's current model, swapped whole. Readers take <see cref="Current"/> once per connection or request;
