@@ -14,6 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 need_pkgs=()
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool check metrics
 if ((${#need_pkgs[@]})); then
   step "installing Debian packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then

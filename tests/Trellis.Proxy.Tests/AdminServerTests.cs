@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Text.Json.Nodes;
 using Trellis.Proxy.Admin;
@@ -94,5 +95,31 @@ public sealed class AdminServerTests
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         await admin.QuitRequested.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task StatsPrometheus_Scrape_ShowsProxyInstrumentsAndPassesPromtool()
+    {
+        await using var proxy = ProxyHarness.Start([$"127.0.0.1:{TestControlPlane.FreePort()}"]);
+        var (admin, http) = await StartAdminAsync(proxy);
+        await using var _ = admin;
+        using var __ = http;
+        using var meter = new Meter("Trellis.Proxy");
+        var counter = meter.CreateCounter<long>("trellis_proxy_test_requests_total", description: "Requests seen by this test.");
+        var histogram = meter.CreateHistogram<double>("trellis_proxy_test_duration_seconds", description: "Durations seen by this test.");
+        counter.Add(3, new KeyValuePair<string, object?>("listener", "upstream a.default:80"), new KeyValuePair<string, object?>("code", "200"));
+        histogram.Record(0.003, new KeyValuePair<string, object?>("listener", "upstream a.default:80"));
+
+        using var response = await http.GetAsync("stats/prometheus");
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Matches(@"(?m)^trellis_proxy_test_requests_total\{[^}]*code=""200"",listener=""upstream a\.default:80""\} 3$", text);
+        Assert.Matches(@"(?m)^trellis_proxy_test_duration_seconds_bucket\{[^}]*listener=""upstream a\.default:80"",le=""0\.0025""\} 0$", text);
+        Assert.Matches(@"(?m)^trellis_proxy_test_duration_seconds_bucket\{[^}]*listener=""upstream a\.default:80"",le=""0\.005""\} 1$", text);
+        Assert.Contains("service_name=\"trellis-proxy\"", text, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^process_resident_memory_bytes(\{[^}]*\})? [1-9]", text);
+        var check = await Promtool.CheckMetricsAsync(text);
+        Assert.True(check.ExitCode == 0, $"promtool check metrics failed:\n{check.Output}\n--- scraped text ---\n{text}");
     }
 }

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Telemetry;
 using Trellis.Proxy.XdsClient;
 
 namespace Trellis.Proxy.Admin;
@@ -41,7 +42,7 @@ public sealed record ClustersDump(string Version, IReadOnlyList<ClusterDump> Clu
 internal sealed partial class AdminJsonContext : JsonSerializerContext;
 
 /// <summary>
-/// The admin endpoint (localhost only by default): /ready, /healthz, /config_dump, /clusters, POST /drain, POST /quitquitquit.
+/// The admin endpoint (localhost only by default): /ready, /healthz, /stats/prometheus, /config_dump, /clusters, POST /drain, POST /quitquitquit.
 /// </summary>
 public sealed class AdminServer : IAsyncDisposable
 {
@@ -75,6 +76,7 @@ public sealed class AdminServer : IAsyncDisposable
             builder.Services.AddSingleton(loggerFactory);
         }
         builder.WebHost.ConfigureKestrel(k => k.Listen(address));
+        builder.Services.AddProxyMetrics();
         var app = builder.Build();
         var server = new AdminServer(app, ads);
         server.Map();
@@ -118,6 +120,7 @@ public sealed class AdminServer : IAsyncDisposable
             var (code, body) = Readiness();
             return Text(ctx, code, body);
         }));
+        _app.MapPrometheusScrapingEndpoint("/stats/prometheus");
         _app.MapGet("/healthz", (RequestDelegate)(ctx => Text(ctx, 200, "ok\n")));
         _app.MapGet("/config_dump", (RequestDelegate)(ctx =>
         {
