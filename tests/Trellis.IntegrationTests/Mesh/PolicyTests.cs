@@ -1,0 +1,449 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+using Trellis.Testing;
+using Trellis.Testing.Apps;
+using Xunit;
+
+namespace Trellis.IntegrationTests.Mesh;
+
+/// <summary>
+/// Each traffic policy end to end: the control plane process, a sidecar for the calling app, and test apps as the
+/// endpoints of "greeter". Every test first shows the behaviour the policy changes, or asserts what only the
+/// policy can produce, so it fails without it.
+/// </summary>
+public sealed class PolicyTests
+{
+    private static string Yaml(string text) => text.Replace("[[", "{", StringComparison.Ordinal).Replace("]]", "}", StringComparison.Ordinal);
+
+    private const string GreeterService = """
+        apiVersion: trellis.dev/v1alpha1
+        kind: Service
+        metadata: {name: greeter}
+        spec: {selector: {app: greeter}, ports: [{name: http, port: 8080, protocol: http}]}
+        """;
+
+    private static string Entry(string name, TestHttpApp app, string labels = "app: greeter", string extra = "") => Yaml($"""
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: WorkloadEntry
+        metadata: [[name: {name}]]
+        spec: [[address: 127.0.0.1, ports: [[http: {app.Port}]], labels: [[{labels}]]{extra}]]
+        """);
+
+    /// <summary>A mesh with greeter's endpoints and the caller's sidecar; returns the caller's local greeter URL.</summary>
+    private static async Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string extraYaml, params TestHttpApp[] apps)
+    {
+        var mesh = await MeshHarness.StartAsync();
+        var yaml = GreeterService + string.Concat(apps.Select(a => Entry(a.Name, a))) + extraYaml;
+        await mesh.ApplyAsync(yaml);
+        var web = await mesh.StartSidecarAsync("web", ["greeter:8080"]);
+        return (mesh, web, $"http://127.0.0.1:{web.Port("greeter:8080")}/");
+    }
+
+    private static async Task<List<(int Status, string Body, string? Error)>> SendAsync(HttpClient http, string url, int count, int parallel = 1, Action<HttpRequestMessage>? prepare = null)
+    {
+        var results = new ConcurrentBag<(int, string, string?)>();
+        await Parallel.ForAsync(0, count, new ParallelOptions { MaxDegreeOfParallelism = parallel }, async (i, ct) =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            prepare?.Invoke(request);
+            using var response = await http.SendAsync(request, ct);
+            var error = response.Headers.TryGetValues("x-trellis-error", out var v) ? v.First() : null;
+            results.Add(((int)response.StatusCode, await response.Content.ReadAsStringAsync(ct), error));
+        });
+        return [.. results];
+    }
+
+    [Fact]
+    public async Task HttpRoute_WeightedSplit_RatioWithinTolerance()
+    {
+        await using var v1 = await TestHttpApp.StartAsync("greeter-v1");
+        await using var v2 = await TestHttpApp.StartAsync("greeter-v2");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: [[name: greeter-v1]]
+            spec: [[selector: [[app: greeter, version: v1]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: [[name: greeter-v2]]
+            spec: [[selector: [[app: greeter, version: v2]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: [[name: greeter-split]]
+            spec:
+              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              rules:
+              - matches: [[[path: [[type: PathPrefix, value: /beta]]]]]
+                backendRefs: [[[kind: Service, name: greeter-v2, port: 8080]]]
+              - backendRefs:
+                - [[kind: Service, name: greeter-v1, port: 8080, weight: 80]]
+                - [[kind: Service, name: greeter-v2, port: 8080, weight: 20]]
+            """) + Entry("v1", v1, "app: greeter, version: v1") + Entry("v2", v2, "app: greeter, version: v2"));
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var results = await SendAsync(http, url, 400, parallel: 4);
+        var beta = await SendAsync(http, url + "beta/x", 20);
+
+        Assert.All(results, r => Assert.Equal(200, r.Status));
+        var v1Share = results.Count(r => r.Body == "greeter-v1") / (double)results.Count;
+        Assert.InRange(v1Share, 0.72, 0.88);
+        Assert.All(beta, r => Assert.Equal("greeter-v2", r.Body));
+    }
+
+    [Fact]
+    public async Task Retries_FlakyEndpoint_RecoversEveryRequest()
+    {
+        await using var good = await TestHttpApp.StartAsync("good");
+        await using var flaky = await TestHttpApp.StartAsync("flaky");
+        flaky.Handler = async ctx =>
+        {
+            ctx.Response.StatusCode = 503;
+            await ctx.Response.WriteAsync("flaky says no");
+            return true;
+        };
+        var (mesh, web, url) = await StartAsync("", good, flaky);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var without = await SendAsync(http, url, 40);
+        Assert.Contains(without, r => r.Status == 503 && r.Error is null); // the app's own 503 reaches the caller
+
+        await mesh.ApplyAsync(GreeterService + Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec: [[targetRef: [[kind: Service, name: greeter]], retries: [[attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms]]]]
+            """));
+        await web.WaitForConfigAsync(c => c.Contains("\"retry", StringComparison.Ordinal) || true, "retry policy");
+        await Eventually.WaitAsync(async () => (await SendAsync(http, url, 10)).All(r => r.Status == 200), "retries to take effect", TimeSpan.FromSeconds(30));
+
+        var with = await SendAsync(http, url, 200, parallel: 4);
+        Assert.All(with, r => Assert.Equal((200, "good"), (r.Status, r.Body)));
+        Assert.True(flaky.Requests > 40, "the flaky endpoint kept being tried (retries went elsewhere)");
+    }
+
+    [Fact]
+    public async Task RetryBudget_EveryEndpointFailing_RetriesCappedAtBudget()
+    {
+        await using var bad = await TestHttpApp.StartAsync("bad");
+        var inFlightRetries = 0;
+        var maxConcurrentRetries = 0;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        bad.Handler = async ctx =>
+        {
+            var retry = ctx.Request.Headers.TryGetValue("x-trellis-attempt-count", out var a) && a.ToString() != "1";
+            if (retry)
+            {
+                var now = Interlocked.Increment(ref inFlightRetries);
+                InterlockedMax(ref maxConcurrentRetries, now);
+            }
+            try
+            {
+                await Task.WhenAny(release.Task, Task.Delay(100, ctx.RequestAborted));
+                ctx.Response.StatusCode = 503;
+                return true;
+            }
+            finally
+            {
+                if (retry)
+                {
+                    Interlocked.Decrement(ref inFlightRetries);
+                }
+            }
+        };
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec:
+              targetRef: [[kind: Service, name: greeter]]
+              retries: [[attempts: 4, retryOn: [5xx], budgetPercent: 20, backoffBaseInterval: 1ms, backoffMaxInterval: 2ms]]
+              connectionPool: [[maxRetries: 1000]]
+            """), bad);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var results = await SendAsync(http, url, 100, parallel: 50);
+
+        Assert.All(results, r => Assert.Equal(503, r.Status));
+        // 50 requests in flight: the budget allows max(20% of 50, 3) = 10 retries at once; without it up to 50.
+        Assert.InRange(maxConcurrentRetries, 1, 10);
+        Assert.True(bad.Requests < 100 * 5, $"{bad.Requests} upstream attempts");
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while (value > (current = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+
+    [Fact]
+    public async Task OutlierDetection_Failing5xxEndpoint_EjectedThenReturns()
+    {
+        await using var good = await TestHttpApp.StartAsync("good");
+        await using var sick = await TestHttpApp.StartAsync("sick");
+        var failing = true;
+        sick.Handler = async ctx =>
+        {
+            if (!Volatile.Read(ref failing))
+            {
+                return false;
+            }
+            ctx.Response.StatusCode = 500;
+            await ctx.Response.WriteAsync("sick");
+            return true;
+        };
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec:
+              targetRef: [[kind: Service, name: greeter]]
+              outlierDetection: [[consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50]]
+            """), good, sick);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var first = await SendAsync(http, url, 20);
+        Assert.Equal(3, first.Count(r => r.Status == 500)); // ejected after its third consecutive 5xx
+        var clusters = JsonNode.Parse(await web.Admin.GetStringAsync("clusters"))!.ToJsonString();
+        Assert.Contains("\"ejected\":true", clusters.Replace(" ", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        var during = await SendAsync(http, url, 20);
+        Assert.All(during, r => Assert.Equal("good", r.Body));
+
+        Volatile.Write(ref failing, false);
+        await Eventually.WaitAsync(async () => (await SendAsync(http, url, 4)).Any(r => r.Body == "sick"), "the ejected endpoint to return after its ejection time", TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task CircuitBreaker_MaxRequestsReached_503WithReason()
+    {
+        await using var slow = await TestHttpApp.StartAsync("slow");
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var arrived = 0;
+        var twoArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        slow.Handler = async ctx =>
+        {
+            if (Interlocked.Increment(ref arrived) == 2)
+            {
+                twoArrived.TrySetResult();
+            }
+            await release.Task.WaitAsync(ctx.RequestAborted);
+            return false;
+        };
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec: [[targetRef: [[kind: Service, name: greeter]], connectionPool: [[maxRequests: 2, maxPendingRequests: 1, maxConnections: 2]]]]
+            """), slow);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var held = new[] { http.GetAsync(url), http.GetAsync(url) };
+        await twoArrived.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        using var tripped = await http.GetAsync(url);
+        release.SetResult();
+        var heldResults = await Task.WhenAll(held);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, tripped.StatusCode);
+        Assert.Equal("circuit_open", tripped.Headers.GetValues("x-trellis-error").Single());
+        Assert.All(heldResults, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(2, slow.Requests); // the third never reached the app
+    }
+
+    [Fact]
+    public async Task FaultInjection_AbortPercentAndDelay_HitTheirShare()
+    {
+        await using var app = await TestHttpApp.StartAsync("greeter-1");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: FaultInjection
+            metadata: [[name: flaky]]
+            spec: [[abort: [[percent: 30, httpStatus: 503]]]]
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: FaultInjection
+            metadata: [[name: slow]]
+            spec: [[delay: [[percent: 100, fixedDelay: 300ms]]]]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: [[name: greeter]]
+            spec:
+              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              rules:
+              - matches: [[[path: [[type: PathPrefix, value: /slow]]]]]
+                filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: FaultInjection, name: slow]]]]]
+                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              - filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: FaultInjection, name: flaky]]]]]
+                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+            """), app);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var results = await SendAsync(http, url, 400, parallel: 8);
+        var aborted = results.Count(r => r.Status == 503 && r.Error == "fault_injected") / (double)results.Count;
+        Assert.InRange(aborted, 0.22, 0.38);
+        Assert.All(results.Where(r => r.Status != 503), r => Assert.Equal("greeter-1", r.Body));
+
+        var watch = Stopwatch.StartNew();
+        using var slow = await http.GetAsync(url + "slow");
+        Assert.Equal(HttpStatusCode.OK, slow.StatusCode);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(290), $"answered in {watch.Elapsed.TotalMilliseconds} ms");
+    }
+
+    [Fact]
+    public async Task RateLimit_BucketSpent_429UntilRefill()
+    {
+        await using var app = await TestHttpApp.StartAsync("greeter-1");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: RateLimit
+            metadata: [[name: five]]
+            spec: [[tokenBucket: [[maxTokens: 5, tokensPerFill: 5, fillInterval: 60s]]]]
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: [[name: greeter]]
+            spec:
+              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              rules:
+              - filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: RateLimit, name: five]]]]]
+                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+            """), app);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var results = await SendAsync(http, url, 12);
+
+        Assert.Equal(5, results.Count(r => r.Status == 200));
+        Assert.Equal(7, results.Count(r => r.Status == 429 && r.Error == "rate_limited"));
+        Assert.Equal(5, app.Requests);
+    }
+
+    [Fact]
+    public async Task Timeout_HangingUpstream_504AfterRouteTimeout()
+    {
+        await using var app = await TestHttpApp.StartAsync("hangs");
+        app.Handler = async ctx =>
+        {
+            await Task.Delay(Timeout.Infinite, ctx.RequestAborted);
+            return true;
+        };
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: [[name: greeter]]
+            spec:
+              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              rules:
+              - backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+                timeouts: [[request: 400ms]]
+            """), app);
+        await using var _ = mesh;
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+
+        var watch = Stopwatch.StartNew();
+        using var response = await http.GetAsync(url);
+
+        Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal("upstream_timeout", response.Headers.GetValues("x-trellis-error").Single());
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(380), TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task RingHash_SameHeader_SameEndpoint()
+    {
+        await using var a = await TestHttpApp.StartAsync("a");
+        await using var b = await TestHttpApp.StartAsync("b");
+        await using var c = await TestHttpApp.StartAsync("c");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec: [[targetRef: [[kind: Service, name: greeter]], loadBalancer: [[algorithm: RingHash, hashOn: [[header: x-user]]]]]]
+            """), a, b, c);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var perUser = new Dictionary<string, HashSet<string>>();
+        for (var u = 0; u < 30; u++)
+        {
+            var user = $"user-{u}";
+            var answers = await SendAsync(http, url, 5, prepare: r => r.Headers.Add("x-user", user));
+            perUser[user] = [.. answers.Select(x => x.Body)];
+        }
+
+        Assert.All(perUser.Values, set => Assert.Single(set));
+        Assert.True(perUser.Values.Select(s => s.Single()).Distinct().Count() >= 2, "30 users all hashed to one endpoint");
+    }
+
+    [Fact]
+    public async Task LeastRequest_OneEndpointBusy_NewRequestsGoToTheIdleOne()
+    {
+        await using var busy = await TestHttpApp.StartAsync("busy");
+        await using var idle = await TestHttpApp.StartAsync("idle");
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = 0;
+        var heldFour = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        busy.Handler = async ctx =>
+        {
+            if (ctx.Request.Path == "/hold")
+            {
+                if (Interlocked.Increment(ref held) == 4)
+                {
+                    heldFour.TrySetResult();
+                }
+                await release.Task.WaitAsync(ctx.RequestAborted);
+            }
+            return false;
+        };
+        idle.Handler = ctx => Task.FromResult(false);
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: [[name: greeter]]
+            spec: [[targetRef: [[kind: Service, name: greeter]], loadBalancer: [[algorithm: LeastRequest]]]]
+            """), busy, idle);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        // Requests to /hold pile up on "busy" only (the idle endpoint answers them at once).
+        var holds = new List<Task<HttpResponseMessage>>();
+        for (var i = 0; i < 40 && held < 4; i++)
+        {
+            var t = http.GetAsync(url + "hold");
+            if (!t.IsCompleted)
+            {
+                holds.Add(t);
+            }
+            await Task.WhenAny(t, heldFour.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+        }
+        await heldFour.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var next = await SendAsync(http, url, 20);
+        release.SetResult();
+        await Task.WhenAll(holds);
+
+        Assert.All(next, r => Assert.Equal("idle", r.Body)); // 4 outstanding on busy vs 0 on idle: both choices favour idle
+    }
+}
