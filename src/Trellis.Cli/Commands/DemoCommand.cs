@@ -14,8 +14,9 @@ using Trellis.ControlPlane.Hosting;
 namespace Trellis.Cli.Commands;
 
 /// <summary>
-/// `trellis demo`: a control plane on its SQLite store, two versions of a sample service registered through the
-/// registration API, and a caller that follows the mesh's routing (a 90/10 canary split, and a header match).
+/// `trellis demo`: a control plane on its SQLite store, two versions of a sample service each behind its own
+/// sidecar and registered through the registration API, and a caller whose sidecar applies the mesh's routing
+/// (a 90/10 canary split, and a header match).
 /// </summary>
 internal static class DemoCommand
 {
@@ -27,7 +28,7 @@ internal static class DemoCommand
         var http = new Option<string>("--http-address") { Description = "REST API listen address", DefaultValueFactory = _ => defaults.HttpAddress };
         var duration = new Option<string?>("--duration") { Description = "Stop after this long (e.g. 20s); runs until Ctrl-C when not given" };
         var rate = new Option<int>("--rate") { Description = "Requests per second the sample caller sends", DefaultValueFactory = _ => 20 };
-        var cmd = new Command("demo", "Run a control plane with sample services and a caller following the mesh's routing");
+        var cmd = new Command("demo", "Run a control plane with sample services and a caller, all talking through their sidecars");
         foreach (var o in new Option[] { data, grpc, http, duration, rate })
         {
             cmd.Options.Add(o);
@@ -80,9 +81,14 @@ internal static class DemoCommand
             throw new CliException($"the demo mesh was refused: {applied?.ToJsonString()}");
         }
 
-        Step("registering the sample instances through the registration API (TTL 10s, heartbeats every 3s)");
+        var logs = Path.Combine(dataDir, "logs");
+        Step($"starting a sidecar (trellis-proxy) beside each sample instance; sidecar logs in {logs}");
+        await using var sidecarV1 = await DemoSidecar.StartAsync("greeter-v1", "demo", grpcAddress, logs, v1.Port, null, ct).ConfigureAwait(false);
+        await using var sidecarV2 = await DemoSidecar.StartAsync("greeter-v2", "demo", grpcAddress, logs, v2.Port, null, ct).ConfigureAwait(false);
+
+        Step("registering the instances at their sidecars' inbound ports (registration API, TTL 10s, heartbeats every 3s)");
         var ids = new List<string>();
-        foreach (var (name, port) in new[] { ("greeter-v1", v1.Port), ("greeter-v2", v2.Port) })
+        foreach (var (name, port) in new[] { ("greeter-v1", sidecarV1.InboundPort), ("greeter-v2", sidecarV2.InboundPort) })
         {
             var reg = await api.CallAsync(HttpMethod.Post, "api/v1/registrations", new { service = name, @namespace = "demo", address = "127.0.0.1", port, ttl = "10s", zone = "zone-a" }, ct).ConfigureAwait(false);
             ids.Add(reg!["id"]!.GetValue<string>());
@@ -99,42 +105,36 @@ internal static class DemoCommand
             }
         }, ct);
 
-        var node = $"demo-caller-{Environment.ProcessId}"; // a proxyless client: not a sidecar-style NAME.NS~HOST~PID id
-        Step($"starting the caller (xDS node {node}) for xds:///greeter.demo");
-        var caller = new XdsDemoClient(grpcAddress, node, "greeter.demo");
-        var xdsLoop = caller.RunAsync(ct);
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!caller.Ready && DateTime.UtcNow < deadline && !ct.IsCancellationRequested)
-        {
-            await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
-        }
-        if (!caller.Ready && !ct.IsCancellationRequested)
-        {
-            throw new CliException("the caller did not receive its configuration within 15 s; check `trellis proxy-status`");
-        }
+        Step("starting the caller \"web\" and its sidecar: web calls greeter.demo:8080 through 127.0.0.1 on its sidecar's port");
+        await using var callerSidecar = await DemoSidecar.StartAsync("web", "demo", grpcAddress, logs, null, "greeter.demo:8080", ct).ConfigureAwait(false);
+        var target = $"http://127.0.0.1:{callerSidecar.UpstreamPort}/hello";
 
         Console.WriteLine();
         Console.WriteLine($"The mesh is running. In another terminal try:");
         Console.WriteLine($"  trellis get services -n demo");
         Console.WriteLine($"  trellis get httproutes -n demo -o yaml");
         Console.WriteLine($"  trellis proxy-status");
+        Console.WriteLine($"  curl -s {target}                      # through web's sidecar (90/10 split)");
+        Console.WriteLine($"  curl -s -H 'x-canary: 1' {target}     # always greeter-v2");
+        Console.WriteLine($"  curl -s http://127.0.0.1:{callerSidecar.AdminPort}/stats/prometheus   # the caller sidecar's metrics");
         Console.WriteLine($"Press Ctrl-C to stop.");
         Console.WriteLine();
 
-        await SendTrafficAsync(caller, rate, ct).ConfigureAwait(false);
+        await SendTrafficAsync(target, rate, ct).ConfigureAwait(false);
 
-        Step("stopping: deregistering the sample instances");
+        Step("stopping: sidecars drain and exit, instances deregister");
         using var cleanup = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         foreach (var id in ids)
         {
             await api.SendAsync(HttpMethod.Delete, $"api/v1/registrations/{id}?namespace=demo", null, cleanup.Token).ConfigureAwait(false);
         }
-        await Task.WhenAll(heartbeatLoop, xdsLoop).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        await heartbeatLoop.ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
         await cp.StopAsync(cleanup.Token).ConfigureAwait(false);
         return ExitCodes.Ok;
     }
 
-    private static async Task SendTrafficAsync(XdsDemoClient caller, int rate, CancellationToken ct)
+    /// <summary>The sample caller: GET /hello at a fixed rate through its sidecar; every tenth with x-canary: 1.</summary>
+    private static async Task SendTrafficAsync(string target, int rate, CancellationToken ct)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -143,6 +143,7 @@ internal static class DemoCommand
         var sent = 0;
         var started = DateTime.UtcNow;
         var lastReport = started;
+        string? lastError = null;
         using var tick = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / rate));
         try
         {
@@ -150,21 +151,27 @@ internal static class DemoCommand
             {
                 sent++;
                 var isCanary = sent % 10 == 0;
-                var headers = isCanary ? new Dictionary<string, string> { ["x-canary"] = "1" } : new Dictionary<string, string>();
-                var pick = caller.Pick("/hello", headers);
+                using var request = new HttpRequestMessage(HttpMethod.Get, target);
+                if (isCanary)
+                {
+                    request.Headers.Add("x-canary", "1");
+                }
                 try
                 {
-                    if (pick is null)
+                    using var response = await http.SendAsync(request, ct).ConfigureAwait(false);
+                    var body = (await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false)).Trim();
+                    if (!response.IsSuccessStatusCode)
                     {
-                        throw new HttpRequestException("no route or no healthy endpoint");
+                        var proxyError = response.Headers.TryGetValues("x-trellis-error", out var e) ? $" (x-trellis-error: {e.First()})" : "";
+                        throw new HttpRequestException($"{(int)response.StatusCode}{proxyError} {body}");
                     }
-                    var body = (await http.GetStringAsync($"http://{pick.Value.Endpoint}/hello", ct).ConfigureAwait(false)).Trim();
-                    var target = isCanary ? canary : counts;
-                    target[body] = target.GetValueOrDefault(body) + 1;
+                    var bucket = isCanary ? canary : counts;
+                    bucket[body] = bucket.GetValueOrDefault(body) + 1;
                 }
-                catch (HttpRequestException)
+                catch (HttpRequestException ex)
                 {
                     failures++;
+                    lastError = ex.Message;
                 }
                 if (DateTime.UtcNow - lastReport >= TimeSpan.FromSeconds(2))
                 {
@@ -183,6 +190,11 @@ internal static class DemoCommand
             var total = counts.Values.Sum();
             var split = string.Join(", ", counts.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value} ({100.0 * p.Value / Math.Max(1, total):0}%)"));
             var can = string.Join(", ", canary.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
+            if (lastError is not null)
+            {
+                Console.WriteLine($"      last failure: {lastError}");
+                lastError = null;
+            }
             Console.WriteLine($"[{(int)(DateTime.UtcNow - started).TotalSeconds,3}s] {sent} requests; split: {split}; with x-canary: {can}; failed: {failures}");
         }
     }

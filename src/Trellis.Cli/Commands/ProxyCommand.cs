@@ -46,7 +46,7 @@ internal static class ProxyCommand
         return cmd;
     }
 
-    private static string? Find()
+    internal static string? Find()
     {
         var here = Path.Combine(AppContext.BaseDirectory, "trellis-proxy");
         if (File.Exists(here))

@@ -22,6 +22,12 @@ internal static class DemoMesh
         spec:
           ports: [{name: http, port: 8080, protocol: http}]
         ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: Service
+        metadata: {name: web, namespace: demo}
+        spec:
+          ports: [{name: http, port: 8080, protocol: http}]
+        ---
         apiVersion: gateway.networking.k8s.io/v1
         kind: HTTPRoute
         metadata: {name: greeter-canary, namespace: demo}
