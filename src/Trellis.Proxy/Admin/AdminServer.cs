@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Policies;
 using Trellis.Proxy.Telemetry;
 using Trellis.Proxy.XdsClient;
 
@@ -30,9 +31,31 @@ public sealed record RouteDump(string Name, string PathMatch, string Path, IRead
 
 public sealed record WeightedClusterDump(string Cluster, int Weight);
 
-public sealed record ClusterDump(string Name, string LoadBalancer, double ConnectTimeoutSeconds, IReadOnlyList<EndpointDump> Endpoints);
+public sealed record ClusterDump(string Name, string LoadBalancer, double ConnectTimeoutSeconds, IReadOnlyList<EndpointDump> Endpoints)
+{
+    /// <summary>Requests in flight (null when the cluster has no runtime yet: no request used it).</summary>
+    public int? ActiveRequests { get; init; }
 
-public sealed record EndpointDump(string Address, int Weight, string Health, int Priority, string Region, string Zone);
+    /// <summary>Retries in flight.</summary>
+    public int? ActiveRetries { get; init; }
+}
+
+/// <summary>An endpoint; the nullable fields come from the cluster's runtime and are left out when it has none.</summary>
+public sealed record EndpointDump(string Address, int Weight, string Health, int Priority, string Region, string Zone)
+{
+    /// <summary>Ejected by outlier detection.</summary>
+    public bool? Ejected { get; init; }
+
+    public DateTimeOffset? EjectedUntil { get; init; }
+
+    public int? TimesEjected { get; init; }
+
+    /// <summary>Tries in flight.</summary>
+    public int? Outstanding { get; init; }
+
+    /// <summary>Peak-EWMA latency estimate in milliseconds (absent before the first response).</summary>
+    public double? EwmaMs { get; init; }
+}
 
 public sealed record ClustersDump(string Version, IReadOnlyList<ClusterDump> Clusters);
 
@@ -49,14 +72,16 @@ public sealed class AdminServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly AdsClient _ads;
     private readonly ModelState _state;
+    private readonly ClusterRuntimes? _runtimes;
     private readonly TaskCompletionSource _quit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _draining;
 
-    private AdminServer(WebApplication app, AdsClient ads)
+    private AdminServer(WebApplication app, AdsClient ads, ClusterRuntimes? runtimes)
     {
         _app = app;
         _ads = ads;
         _state = ads.State;
+        _runtimes = runtimes;
     }
 
     /// <summary>Completes when POST /quitquitquit was answered.</summary>
@@ -67,7 +92,11 @@ public sealed class AdminServer : IAsyncDisposable
     /// <summary>The address actually bound (port 0 resolves to the chosen port).</summary>
     public IPEndPoint Address { get; private set; } = new(IPAddress.Loopback, 0);
 
-    public static async Task<AdminServer> StartAsync(IPEndPoint address, AdsClient ads, ILoggerFactory? loggerFactory = null, CancellationToken ct = default)
+    public static Task<AdminServer> StartAsync(IPEndPoint address, AdsClient ads, ILoggerFactory? loggerFactory = null, CancellationToken ct = default) =>
+        StartAsync(address, ads, runtimes: null, loggerFactory, ct);
+
+    /// <param name="runtimes">The proxy's cluster runtimes: /clusters and /config_dump then show ejections, tries in flight and latency.</param>
+    internal static async Task<AdminServer> StartAsync(IPEndPoint address, AdsClient ads, ClusterRuntimes? runtimes, ILoggerFactory? loggerFactory = null, CancellationToken ct = default)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -78,7 +107,7 @@ public sealed class AdminServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k => k.Listen(address));
         builder.Services.AddProxyMetrics();
         var app = builder.Build();
-        var server = new AdminServer(app, ads);
+        var server = new AdminServer(app, ads, runtimes);
         server.Map();
         await app.StartAsync(ct).ConfigureAwait(false);
         var bound = app.Urls.FirstOrDefault();
@@ -175,10 +204,43 @@ public sealed class AdminServer : IAsyncDisposable
 
     private static ChainDump Chain(FilterChainModel c) => new(c.Name, c.DestinationPort, c.RouteTableName, c.TcpCluster);
 
-    private static List<ClusterDump> Clusters(ProxyModel model) =>
-        [.. model.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal)
-            .Select(c => new ClusterDump(c.Name, c.LoadBalancer.ToString(), c.ConnectTimeout.TotalSeconds,
-                [.. c.Endpoints.Select(e => new EndpointDump(e.Address.ToString(), e.Weight, e.Health.ToString().ToLowerInvariant(), e.Priority, e.Region, e.Zone))]))];
+    private List<ClusterDump> Clusters(ProxyModel model) =>
+        [.. model.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal).Select(c => Cluster(c, _runtimes?.Find(c.Name)))];
+
+    /// <summary>A cluster of the model, with its runtime's view of each endpoint when it has a runtime.</summary>
+    internal static ClusterDump Cluster(ClusterModel c, ClusterRuntime? runtime)
+    {
+        var live = new Dictionary<IPEndPoint, EndpointStatus>();
+        if (runtime is not null)
+        {
+            foreach (var s in runtime.Describe())
+            {
+                live.TryAdd(s.Address, s);
+            }
+        }
+        var endpoints = new List<EndpointDump>(c.Endpoints.Count);
+        foreach (var e in c.Endpoints)
+        {
+            var dump = new EndpointDump(e.Address.ToString(), e.Weight, e.Health.ToString().ToLowerInvariant(), e.Priority, e.Region, e.Zone);
+            if (live.TryGetValue(e.Address, out var s))
+            {
+                dump = dump with
+                {
+                    Ejected = s.Ejected,
+                    EjectedUntil = s.EjectedUntil,
+                    TimesEjected = s.TimesEjected,
+                    Outstanding = s.Outstanding,
+                    EwmaMs = s.EwmaMs is double ms ? Math.Round(ms, 3) : null,
+                };
+            }
+            endpoints.Add(dump);
+        }
+        return new ClusterDump(c.Name, c.LoadBalancer.ToString(), c.ConnectTimeout.TotalSeconds, endpoints)
+        {
+            ActiveRequests = runtime?.ActiveRequests,
+            ActiveRetries = runtime?.ActiveRetries,
+        };
+    }
 
     public async ValueTask DisposeAsync()
     {
