@@ -20,21 +20,16 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     private const string GrpcTarget = "echo.default:50051";
 
     /// <summary>A proxy whose --upstream listener for echo sends calls straight to the echo cluster (no HTTP routes).</summary>
-    private (FrontendHarness Harness, IPEndPoint Proxy) Start(ClusterModel echo, TimeProvider? time = null, Http2Metrics? metrics = null)
-    {
-        var harness = new FrontendHarness(H2Models.Model("v1", [], echo), time, metrics);
-        return (harness, harness.Listen(H2Models.Target(echo.Name)));
-    }
+    private static Proxied Start(ClusterModel echo, TimeProvider? time = null, Http2Metrics? metrics = null) =>
+        new(H2Models.Model("v1", [], echo), H2Models.Target(echo.Name), time, metrics);
 
     private static CancellationToken Bounded() => new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token;
 
     [Fact]
     public async Task Unary_ThroughProxy_DeliversReplyAndCustomTrailer()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
 
         using var call = client.UnaryAsync(new EchoRequest { Text = "hi" }, cancellationToken: Bounded());
         var reply = await call.ResponseAsync;
@@ -48,10 +43,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task ServerStream_ThroughProxy_DeliversEveryMessageThenTrailers()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
 
         using var call = client.ServerStream(new EchoRequest { Text = "m", Count = 50 }, cancellationToken: Bounded());
         var texts = new List<string>();
@@ -67,10 +60,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task ClientStream_ThroughProxy_DeliversEveryMessageThenReplyAndTrailers()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
 
         using var call = client.ClientStream(cancellationToken: Bounded());
         for (var i = 0; i < 20; i++)
@@ -87,10 +78,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Bidi_ThroughProxy_EachMessageIsAnsweredBeforeTheNextIsSent()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
 
         using var call = client.Bidi(cancellationToken: Bounded());
         // Lock-step: a reply can only arrive if the proxy forwarded this message at once, both ways.
@@ -110,10 +99,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Unary_AppReturnsErrorStatus_PassesThroughUnchangedWithoutTrellisError()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailCode = (int)StatusCode.NotFound }, cancellationToken: Bounded()).ResponseAsync);
 
@@ -126,10 +113,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Unary_EndpointRefusesConnections_UnavailableWithConnectFailure()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, H2Models.ClosedPort()));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, H2Models.ClosedPort()));
+        var client = proxied.Grpc;
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { Text = "x" }, cancellationToken: Bounded()).ResponseAsync);
 
@@ -141,10 +126,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Unary_ClusterWithoutEndpoints_UnavailableWithNoHealthyUpstream()
     {
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget));
+        var client = proxied.Grpc;
 
         var ex = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { Text = "x" }, cancellationToken: Bounded()).ResponseAsync);
 
@@ -170,12 +153,10 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
             }
         });
         var time = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, hanging.EndPoint), time);
-        await using var _ = harness;
-        using var http = H2Models.H2cClient();
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, hanging.EndPoint), time);
 
         // A raw gRPC call (an empty message in one frame) whose grpc-timeout the proxy must enforce on its own clock.
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{proxy}/trellis.test.Echo/Unary")
+        using var request = new HttpRequestMessage(HttpMethod.Post, proxied.Url("/trellis.test.Echo/Unary"))
         {
             Content = new ByteArrayContent(new byte[5]),
             Version = HttpVersion.Version20,
@@ -184,7 +165,7 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
         request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
         request.Headers.TryAddWithoutValidation("te", "trailers");
         request.Headers.TryAddWithoutValidation("grpc-timeout", "300m");
-        var sending = http.SendAsync(request, Bounded());
+        var sending = proxied.Http.SendAsync(request, Bounded());
 
         Assert.Equal(TimeSpan.FromMilliseconds(300), await time.NextTimerAsync());
         var forwarded = await seenTimeout.Task.WaitAsync(TimeSpan.FromSeconds(10));
@@ -225,11 +206,9 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
             }
         });
         listener.Start();
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint), metrics: metrics);
-        await using (harness)
+        await using (var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint), metrics: metrics))
         {
-            using var channel = H2Models.Channel(proxy);
-            var client = new Echo.EchoClient(channel);
+            var client = proxied.Grpc;
             await client.UnaryAsync(new EchoRequest { Text = "1" }, cancellationToken: Bounded());
             await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailCode = 7 }, cancellationToken: Bounded()).ResponseAsync);
         }
@@ -257,10 +236,8 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
             await abortNow.Task.WaitAsync(ctx.RequestAborted);
             ctx.Abort();
         });
-        var (harness, proxy) = Start(H2Models.Cluster(GrpcTarget, breaking.EndPoint));
-        await using var _ = harness;
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, breaking.EndPoint));
+        var client = proxied.Grpc;
 
         using var call = client.ServerStream(new EchoRequest { Count = 2 }, cancellationToken: Bounded());
         Assert.True(await call.ResponseStream.MoveNext());
@@ -275,14 +252,34 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Unary_InboundFixedTarget_ForwardedToTheLocalApplication()
     {
-        await using var harness = new FrontendHarness(ProxyModel.Empty);
-        var proxy = harness.Listen(new ListenerTarget("inbound", new IPEndPoint(IPAddress.Loopback, 0), null, backends.B.EndPoint));
-        using var channel = H2Models.Channel(proxy);
-        var client = new Echo.EchoClient(channel);
+        await using var proxied = new Proxied(ProxyModel.Empty, new ListenerTarget("inbound", new IPEndPoint(IPAddress.Loopback, 0), null, backends.B.EndPoint));
 
-        var reply = await client.UnaryAsync(new EchoRequest { Text = "in" }, cancellationToken: Bounded());
+        var reply = await proxied.Grpc.UnaryAsync(new EchoRequest { Text = "in" }, cancellationToken: Bounded());
 
         Assert.Equal("b", reply.Backend);
+    }
+
+    [Fact]
+    public async Task ServeAsync_CancelledDuringACall_CallFinishesAndTheNextCallUsesANewConnection()
+    {
+        await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
+        var client = proxied.Grpc;
+        using var call = client.Bidi(cancellationToken: Bounded());
+        await call.RequestStream.WriteAsync(new EchoRequest { Text = "before" });
+        Assert.True(await call.ResponseStream.MoveNext());
+
+        await proxied.Harness.CloseConnectionsAsync();
+        // GOAWAY: the stream under way goes on to its end.
+        await call.RequestStream.WriteAsync(new EchoRequest { Text = "after" });
+        Assert.True(await call.ResponseStream.MoveNext());
+        Assert.Equal("echo:after", call.ResponseStream.Current.Text);
+        await call.RequestStream.CompleteAsync();
+        Assert.False(await call.ResponseStream.MoveNext());
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+
+        var next = await client.UnaryAsync(new EchoRequest { Text = "next" }, cancellationToken: Bounded());
+        Assert.Equal("next", next.Text);
+        Assert.Equal(2, proxied.Harness.Accepted);
     }
 
     private static string? Header(HttpResponseMessage response, string name) =>

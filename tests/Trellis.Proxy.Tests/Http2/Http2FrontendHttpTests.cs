@@ -28,18 +28,23 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
             H2Models.Cluster("a", backends.A.EndPoint), H2Models.Cluster("b", backends.B.EndPoint));
     }
 
+    private static Proxied Web(ProxyModel model) => new(model, H2Models.Target(H2Models.WebTarget));
+
+    /// <summary>Every path to one cluster of one endpoint.</summary>
+    private static Proxied WebToOne(string cluster, IPEndPoint endpoint) =>
+        Web(H2Models.Model("v1", [H2Models.Route("all", "/", cluster)], H2Models.Cluster(cluster, endpoint)));
+
     private static Dictionary<string, string> Lines(string body) =>
         body.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "");
 
     [Fact]
     public async Task Get_PathRoutes_ReachTheirClustersWithPrefixRewritten()
     {
-        await using var harness = new FrontendHarness(Model("v1"));
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
 
-        using var a = await client.GetAsync($"http://{proxy}/a/who?x=1");
-        using var b = await client.GetAsync($"http://{proxy}/b/who");
+        using var a = await client.GetAsync(proxied.Url("/a/who?x=1"));
+        using var b = await client.GetAsync(proxied.Url("/b/who"));
 
         Assert.Equal(HttpVersion.Version20, a.Version);
         Assert.Equal(HttpStatusCode.OK, a.StatusCode);
@@ -50,16 +55,15 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
         Assert.Equal("b", bSeen["backend"]);
         Assert.Equal("/b/who", bSeen["path"]);
         // The original authority goes upstream unchanged.
-        Assert.Equal(proxy.ToString(), bSeen["h:host"]);
+        Assert.Equal(proxied.Proxy.ToString(), bSeen["h:host"]);
     }
 
     [Fact]
     public async Task Get_RouteHeaderMutations_SeenByBackendAndClient()
     {
-        await using var harness = new FrontendHarness(Model("v1"));
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
-        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://{proxy}/a/headers") { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
+        using var request = new HttpRequestMessage(HttpMethod.Get, proxied.Url("/a/headers")) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
         request.Headers.Add("x-set", "client");
         request.Headers.Add("x-added", "client");
         request.Headers.Add("x-secret", "hunter2");
@@ -80,28 +84,26 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Get_RouteChangesOnALiveConnection_NextRequestFollowsTheNewRoute()
     {
-        await using var harness = new FrontendHarness(Model("v1"));
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
 
-        using var before = await client.GetAsync($"http://{proxy}/a/who");
+        using var before = await client.GetAsync(proxied.Url("/a/who"));
         Assert.Equal("a", Lines(await before.Content.ReadAsStringAsync())["backend"]);
 
-        harness.State.Swap(Model("v2", aCluster: "b"), complete: true);
-        using var after = await client.GetAsync($"http://{proxy}/a/who");
+        proxied.Harness.State.Swap(Model("v2", aCluster: "b"), complete: true);
+        using var after = await client.GetAsync(proxied.Url("/a/who"));
 
         Assert.Equal("b", Lines(await after.Content.ReadAsStringAsync())["backend"]);
-        Assert.Equal(1, harness.Accepted);
+        Assert.Equal(1, proxied.Harness.Accepted);
     }
 
     [Fact]
     public async Task Get_DirectResponseRoute_AnsweredByTheProxy()
     {
-        await using var harness = new FrontendHarness(Model("v1"));
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
 
-        using var response = await client.GetAsync($"http://{proxy}/direct");
+        using var response = await client.GetAsync(proxied.Url("/direct"));
 
         Assert.Equal((HttpStatusCode)418, response.StatusCode);
         Assert.Equal("short and stout", await response.Content.ReadAsStringAsync());
@@ -110,11 +112,10 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Get_NoRouteMatches_404WithTrellisErrorAndExplanation()
     {
-        await using var harness = new FrontendHarness(Model("v1"));
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
 
-        using var response = await client.GetAsync($"http://{proxy}/elsewhere");
+        using var response = await client.GetAsync(proxied.Url("/elsewhere"));
 
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Equal("no_route", Assert.Single(response.Headers.GetValues("x-trellis-error")));
@@ -124,15 +125,29 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
     [Fact]
     public async Task Post_RefusedEndpoint_503WithConnectFailure()
     {
-        var model = H2Models.Model("v1", [H2Models.Route("all", "/", "down")], H2Models.Cluster("down", H2Models.ClosedPort()));
-        await using var harness = new FrontendHarness(model);
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = WebToOne("down", H2Models.ClosedPort());
+        var client = proxied.Http;
 
-        using var response = await client.PostAsync($"http://{proxy}/upload", new StringContent("body"));
+        using var response = await client.PostAsync(proxied.Url("/upload"), new StringContent("body"));
 
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("upstream_connect_failure", Assert.Single(response.Headers.GetValues("x-trellis-error")));
+    }
+
+    [Fact]
+    public async Task Get_HeaderListLargerThanTheLimit_RejectedWith431()
+    {
+        await using var proxied = Web(Model("v1"));
+        var client = proxied.Http;
+        using var request = new HttpRequestMessage(HttpMethod.Get, proxied.Url("/b/big")) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact };
+        for (var i = 0; i < 8; i++)
+        {
+            request.Headers.Add($"x-big-{i}", new string('x', 9 * 1024)); // 72 KiB in all, each field under the limit
+        }
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, response.StatusCode);
     }
 
     /// <summary>
@@ -170,13 +185,11 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
     public async Task Post_LargeBody_ReachesTheBackendWhole()
     {
         await using var bulk = await BulkBackendAsync();
-        var model = H2Models.Model("v1", [H2Models.Route("all", "/", "bulk")], H2Models.Cluster("bulk", bulk.EndPoint));
-        await using var harness = new FrontendHarness(model);
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = WebToOne("bulk", bulk.EndPoint);
+        var client = proxied.Http;
         var payload = Payload();
 
-        using var response = await client.PostAsync($"http://{proxy}/upload", new ByteArrayContent(payload));
+        using var response = await client.PostAsync(proxied.Url("/upload"), new ByteArrayContent(payload));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal($"{payload.Length} {Convert.ToHexString(SHA256.HashData(payload))}", await response.Content.ReadAsStringAsync());
@@ -186,12 +199,10 @@ public sealed class Http2FrontendHttpTests(H2Backends backends) : IClassFixture<
     public async Task Get_LargeResponse_ReachesTheClientWhole()
     {
         await using var bulk = await BulkBackendAsync();
-        var model = H2Models.Model("v1", [H2Models.Route("all", "/", "bulk")], H2Models.Cluster("bulk", bulk.EndPoint));
-        await using var harness = new FrontendHarness(model);
-        var proxy = harness.Listen(H2Models.Target(H2Models.WebTarget));
-        using var client = H2Models.H2cClient();
+        await using var proxied = WebToOne("bulk", bulk.EndPoint);
+        var client = proxied.Http;
 
-        var body = await client.GetByteArrayAsync($"http://{proxy}/download");
+        var body = await client.GetByteArrayAsync(proxied.Url("/download"));
 
         Assert.Equal(Payload(), body);
     }

@@ -157,6 +157,7 @@ internal sealed class FrontendHarness : IAsyncDisposable
     private readonly List<Socket> _listeners = [];
     private readonly List<Task> _tasks = [];
     private readonly CancellationTokenSource _stop = new();
+    private CancellationTokenSource _close = new();
     private int _accepted;
 
     public FrontendHarness(ProxyModel model, TimeProvider? time = null, Http2Metrics? metrics = null)
@@ -210,10 +211,16 @@ internal sealed class FrontendHarness : IAsyncDisposable
             var connection = new DownstreamConnection(client, prefix, DetectedProtocol.Http2, target, State.Current, null);
             lock (_tasks)
             {
-                _tasks.Add(Frontend.ServeAsync(connection, _stop.Token));
+                _tasks.Add(Frontend.ServeAsync(connection, _close.Token));
             }
         }
     }
+
+    /// <summary>
+    /// Cancels the token the connections served so far got (the frontend should close them gracefully); later
+    /// connections get a fresh token.
+    /// </summary>
+    public Task CloseConnectionsAsync() => Interlocked.Exchange(ref _close, new CancellationTokenSource()).CancelAsync();
 
     private static async Task<byte[]?> ReadPrefaceAsync(Socket client)
     {
@@ -247,6 +254,35 @@ internal sealed class FrontendHarness : IAsyncDisposable
         }
         await Task.WhenAll(all).WaitAsync(TimeSpan.FromSeconds(10));
         _stop.Dispose();
+        _close.Dispose();
+    }
+}
+
+/// <summary>A frontend with one listener for a target, and a client of each kind pointed at it.</summary>
+internal sealed class Proxied : IAsyncDisposable
+{
+    public Proxied(ProxyModel model, ListenerTarget target, TimeProvider? time = null, Http2Metrics? metrics = null)
+    {
+        Harness = new FrontendHarness(model, time, metrics);
+        Proxy = Harness.Listen(target);
+        Channel = H2Models.Channel(Proxy);
+        Grpc = new Echo.EchoClient(Channel);
+        Http = H2Models.H2cClient();
+    }
+
+    public FrontendHarness Harness { get; }
+    public IPEndPoint Proxy { get; }
+    public GrpcChannel Channel { get; }
+    public Echo.EchoClient Grpc { get; }
+    public HttpClient Http { get; }
+
+    public string Url(string path) => $"http://{Proxy}{path}";
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        Channel.Dispose();
+        await Harness.DisposeAsync();
     }
 }
 

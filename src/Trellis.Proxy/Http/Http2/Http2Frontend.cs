@@ -83,12 +83,20 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
     /// <summary>
     /// Serves one connection whose first bytes were the HTTP/2 preface, until the peer or the server ends it. The
     /// socket is closed when this returns. Cancelling <paramref name="cancellationToken"/> asks for a graceful close
-    /// (GOAWAY; streams in flight finish).
+    /// (GOAWAY; streams in flight finish); a connection handed over with the token already cancelled is closed.
+    /// Limits: a header list over MaxRequestHeadersTotalSize gets 431; a single field over it fails HPACK decoding,
+    /// which HTTP/2 answers by closing the connection (COMPRESSION_ERROR).
     /// </summary>
     public async Task ServeAsync(DownstreamConnection connection, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
         var handoff = new HandoffConnection(connection);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            // Draining already: a connection that arrives now is closed, not served.
+            await handoff.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
         HandoffListener listener;
         try
         {
