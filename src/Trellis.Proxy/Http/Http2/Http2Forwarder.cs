@@ -1,0 +1,788 @@
+using System.Buffers;
+using System.Collections.Frozen;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
+using Trellis.Proxy.Model;
+using Trellis.Proxy.Policies;
+using Trellis.Proxy.Telemetry;
+
+namespace Trellis.Proxy.Http.Http2;
+
+/// <summary>
+/// The HTTP/2 data path, top to bottom: route the request on the current model; answer direct responses,
+/// redirects and proxy errors itself; apply the route's rate limit and faults; enter the cluster (circuit breaker);
+/// then try endpoints (retries with backoff while the body is replayable and nothing was sent downstream) and relay
+/// the chosen response: headers, body as it arrives, trailers.
+/// </summary>
+internal sealed partial class Http2Forwarder : IDisposable
+{
+    private const int ResponseBufferSize = 16 * 1024;
+    private static readonly HttpRequestOptionsKey<TimeSpan> ConnectTimeoutKey = new("trellis.connect_timeout");
+
+    /// <summary>Request headers never copied upstream: connection-specific ones, and those the proxy sets itself.</summary>
+    private static readonly FrozenSet<string> SkippedRequestHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "http2-settings", "host", "content-length");
+
+    /// <summary>Response headers never copied downstream (connection-specific, forbidden in HTTP/2).</summary>
+    private static readonly FrozenSet<string> SkippedResponseHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade");
+
+    private readonly ModelState _state;
+    private readonly ClusterRuntimes _clusters;
+    private readonly RoutePolicies _policies;
+    private readonly TimeProvider _time;
+    private readonly Http2FrontendOptions _options;
+    private readonly Func<uint> _roll;
+    private readonly Http2Metrics _metrics;
+    private readonly ILogger _log;
+    private readonly HttpMessageInvoker _upstream;
+
+    public Http2Forwarder(ModelState state, ClusterRuntimes clusters, RoutePolicies policies, TimeProvider time,
+        Http2FrontendOptions options, Func<uint> roll, Http2Metrics metrics, ILogger log)
+    {
+        _state = state;
+        _clusters = clusters;
+        _policies = policies;
+        _time = time;
+        _options = options;
+        _roll = roll;
+        _metrics = metrics;
+        _log = log;
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = options.UpstreamIdleTimeout,
+            ConnectCallback = ConnectAsync,
+            ActivityHeadersPropagator = null, // trace headers pass through as the client sent them
+        };
+        _upstream = new HttpMessageInvoker(handler, disposeHandler: true);
+    }
+
+    public async Task HandleAsync(HttpContext http)
+    {
+        using var exchange = new Http2Exchange(http, _time);
+        try
+        {
+            await RouteAsync(exchange).ConfigureAwait(false);
+        }
+        catch (Exception) when (exchange.ClientGone)
+        {
+            // The client reset the stream or closed the connection: nobody to answer.
+        }
+        catch (Exception ex)
+        {
+            LogUnexpected(_log, exchange.Method, exchange.Target, ex);
+            http.Abort();
+        }
+        finally
+        {
+            var grpc = exchange.IsGrpc;
+            _metrics.Request(exchange.Cluster, http.Response.StatusCode, exchange.Error == ProxyError.None ? "" : exchange.Error.Code(),
+                grpc, exchange.ClientGone ? null : exchange.GrpcStatus);
+        }
+    }
+
+    private async Task RouteAsync(Http2Exchange exchange)
+    {
+        var model = _state.Current; // per request: route changes apply to the next request of a live connection
+        if (exchange.Connection?.Target is not { } target)
+        {
+            await RespondErrorAsync(exchange, ProxyError.NoRoute).ConfigureAwait(false);
+            return;
+        }
+        var request = new RouteRequest(exchange.Method, exchange.Authority, exchange.Target, exchange);
+        var decision = ListenerRouting.Resolve(target, model, request, _roll());
+        if (decision.Error != ProxyError.None)
+        {
+            await RespondErrorAsync(exchange, decision.Error).ConfigureAwait(false);
+            return;
+        }
+        var route = decision.Route;
+        if (route is not null)
+        {
+            if (route.DirectResponseStatus is { } status)
+            {
+                await RespondDirectAsync(exchange, route, status).ConfigureAwait(false);
+                return;
+            }
+            if (route.Redirect is { } redirect)
+            {
+                RespondRedirect(exchange, route, redirect);
+                return;
+            }
+            if (!_policies.TryAcquireRateLimit(route))
+            {
+                await RespondErrorAsync(exchange, ProxyError.RateLimited).ConfigureAwait(false);
+                return;
+            }
+            var fault = _policies.DecideFault(route);
+            if (fault.Delay > TimeSpan.Zero)
+            {
+                await Task.Delay(fault.Delay, _time, exchange.Http.RequestAborted).ConfigureAwait(false);
+            }
+            if (fault.Aborts)
+            {
+                var grpcStatus = fault.AbortGrpcStatus ?? GrpcProtocol.StatusFromHttp(fault.AbortHttpStatus);
+                await RespondErrorAsync(exchange, ProxyError.FaultInjected, fault.AbortHttpStatus, grpcStatus).ConfigureAwait(false);
+                return;
+            }
+        }
+        StartDeadline(exchange, route);
+        if (decision.Fixed is { } fixedAddress)
+        {
+            await ForwardAsync(exchange, route, null, fixedAddress, _options.DefaultConnectTimeout).ConfigureAwait(false);
+            return;
+        }
+        exchange.Cluster = decision.Cluster ?? "";
+        var runtime = _clusters.Get(model, exchange.Cluster);
+        if (runtime is null)
+        {
+            await RespondErrorAsync(exchange, ProxyError.NoCluster).ConfigureAwait(false);
+            return;
+        }
+        if (!runtime.TryEnterRequest())
+        {
+            await RespondErrorAsync(exchange, ProxyError.CircuitOpen).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var connectTimeout = runtime.Model.ConnectTimeout > TimeSpan.Zero ? runtime.Model.ConnectTimeout : _options.DefaultConnectTimeout;
+            await ForwardAsync(exchange, route, runtime, null, connectTimeout).ConfigureAwait(false);
+        }
+        finally
+        {
+            runtime.ExitRequest();
+        }
+    }
+
+    /// <summary>The call's deadline: the route's timeout and, for gRPC, the client's grpc-timeout, whichever is sooner.</summary>
+    private static void StartDeadline(Http2Exchange exchange, RouteModel? route)
+    {
+        TimeSpan? timeout = route?.Timeout is { } t && t > TimeSpan.Zero ? t : null;
+        if (exchange.IsGrpc
+            && exchange.Http.Request.Headers.TryGetValue(GrpcProtocol.TimeoutHeader, out var value)
+            && GrpcProtocol.TryParseTimeout(value.ToString(), out var grpcTimeout)
+            && (timeout is null || grpcTimeout < timeout))
+        {
+            timeout = grpcTimeout;
+        }
+        if (timeout is { } deadline)
+        {
+            exchange.StartDeadline(deadline);
+        }
+    }
+
+    private async Task ForwardAsync(Http2Exchange exchange, RouteModel? route, ClusterRuntime? runtime, IPEndPoint? fixedAddress, TimeSpan connectTimeout)
+    {
+        var http = exchange.Http;
+        var policy = route?.Retry is { NumRetries: > 0 } retry ? retry : null;
+        var hasBody = http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true;
+        var body = hasBody ? new RequestBody(http.Request.BodyReader, keepCopy: policy is not null) : null;
+        try
+        {
+            var hash = runtime is null ? 0 : RequestHash(route, exchange);
+            IPEndPoint? avoid = null;
+            var retries = 0;
+            var lastError = ProxyError.None;
+            while (true)
+            {
+                IPEndPoint address;
+                if (fixedAddress is not null)
+                {
+                    address = fixedAddress;
+                }
+                else if (runtime!.Pick(hash, avoid) is { } endpoint)
+                {
+                    address = endpoint.Address;
+                }
+                else
+                {
+                    await RespondErrorAsync(exchange, lastError == ProxyError.None ? ProxyError.NoHealthyUpstream : lastError).ConfigureAwait(false);
+                    return;
+                }
+
+                var started = _time.GetTimestamp();
+                runtime?.OnAttemptStart(address);
+                UpstreamAttempt attempt;
+                try
+                {
+                    attempt = await SendAsync(exchange, route, address, body, connectTimeout, policy?.PerTryTimeout).ConfigureAwait(false);
+                }
+                finally
+                {
+                    if (retries > 0)
+                    {
+                        runtime?.ExitRetry();
+                    }
+                }
+                using (attempt)
+                {
+                    var latency = _time.GetElapsedTime(started);
+                    if (attempt.Response is { } response)
+                    {
+                        var status = (int)response.StatusCode;
+                        runtime?.OnAttemptEnd(address, status, latency);
+                        if (policy is not null
+                            && RoutePolicies.IsRetriable(policy, status, HeaderGrpcStatus(response), ProxyError.None)
+                            && await TryStartRetryAsync(exchange, runtime, policy, body, retries + 1).ConfigureAwait(false))
+                        {
+                            avoid = address;
+                            retries++;
+                            continue;
+                        }
+                        if (exchange.CallToken.IsCancellationRequested)
+                        {
+                            await FailAsync(exchange, ProxyError.UpstreamTimeout).ConfigureAwait(false);
+                            return;
+                        }
+                        await RelayAsync(exchange, route, response).ConfigureAwait(false);
+                        return;
+                    }
+
+                    runtime?.OnAttemptEnd(address, 0, latency);
+                    if (exchange.ClientGone)
+                    {
+                        return;
+                    }
+                    lastError = attempt.Error;
+                    LogAttemptFailed(_log, exchange.Cluster, address.ToString(), attempt.Error.Code(), attempt.Detail ?? "");
+                    if (policy is not null
+                        && RoutePolicies.IsRetriable(policy, 0, null, attempt.Error)
+                        && await TryStartRetryAsync(exchange, runtime, policy, body, retries + 1).ConfigureAwait(false))
+                    {
+                        avoid = address;
+                        retries++;
+                        continue;
+                    }
+                    await FailAsync(exchange, exchange.TimedOut ? ProxyError.UpstreamTimeout : attempt.Error).ConfigureAwait(false);
+                    return;
+                }
+            }
+        }
+        finally
+        {
+            if (body is not null)
+            {
+                await body.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether retry number <paramref name="retry"/> may start: tries left, time left, a replayable body, room in
+    /// the cluster's retry limit. Waits the backoff; on true the caller owns one retry slot (ExitRetry after the try).
+    /// </summary>
+    private async ValueTask<bool> TryStartRetryAsync(Http2Exchange exchange, ClusterRuntime? runtime, RetryPolicyModel policy, RequestBody? body, int retry)
+    {
+        if (retry > policy.NumRetries || exchange.CallToken.IsCancellationRequested || (body is not null && !body.CanReplay))
+        {
+            return false;
+        }
+        if (runtime is not null && !runtime.TryEnterRetry())
+        {
+            return false;
+        }
+        try
+        {
+            var wait = _policies.Backoff(policy, retry);
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, _time, exchange.CallToken).ConfigureAwait(false);
+            }
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            runtime?.ExitRetry();
+            return false;
+        }
+    }
+
+    /// <summary>Answers with the proxy error unless the client is gone.</summary>
+    private Task FailAsync(Http2Exchange exchange, ProxyError error) =>
+        exchange.ClientGone ? Task.CompletedTask : RespondErrorAsync(exchange, error);
+
+    /// <summary>One try: the request to one endpoint, until its response headers (or failure).</summary>
+    private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout, TimeSpan? perTryTimeout)
+    {
+        var request = BuildRequest(exchange, route, address, body, connectTimeout);
+        var tryCancel = CancellationTokenSource.CreateLinkedTokenSource(exchange.CallToken);
+        var perTry = perTryTimeout is { } t && t > TimeSpan.Zero
+            ? _time.CreateTimer(static s => CancelQuietly((CancellationTokenSource)s!), tryCancel, t, Timeout.InfiniteTimeSpan)
+            : null;
+        try
+        {
+            var response = await _upstream.SendAsync(request, tryCancel.Token).ConfigureAwait(false);
+            return new UpstreamAttempt(request, response, tryCancel, ProxyError.None, null);
+        }
+        catch (OperationCanceledException ex)
+        {
+            // The client went away, the call's deadline or this try's timeout passed (our token fired), or the
+            // upstream reset the stream with CANCEL (SocketsHttpHandler reports that as a cancellation too).
+            var error = exchange.ClientGone ? ProxyError.None
+                : tryCancel.IsCancellationRequested ? ProxyError.UpstreamTimeout
+                : ProxyError.UpstreamReset;
+            return new UpstreamAttempt(request, null, tryCancel, error, ex.Message);
+        }
+        catch (HttpRequestException ex)
+        {
+            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message);
+        }
+        catch (IOException ex)
+        {
+            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message);
+        }
+        finally
+        {
+            // The per-try timeout covers the wait for response headers.
+            perTry?.Dispose();
+        }
+    }
+
+    private static void CancelQuietly(CancellationTokenSource source)
+    {
+        try
+        {
+            source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// What an upstream failure means: could not connect, malformed HTTP/2 (for instance an HTTP/1.1-only server),
+    /// or the upstream broke off an exchange under way (reset stream, closed connection).
+    /// </summary>
+    internal static ProxyError Classify(Exception failure) => failure switch
+    {
+        HttpRequestException request => Classify(request.HttpRequestError, request.InnerException as HttpProtocolException),
+        HttpProtocolException protocol => Classify(protocol.HttpRequestError, protocol),
+        HttpIOException io => Classify(io.HttpRequestError, null),
+        _ => ProxyError.UpstreamReset,
+    };
+
+    private static ProxyError Classify(HttpRequestError error, HttpProtocolException? protocol) => error switch
+    {
+        HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
+            or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError => ProxyError.UpstreamConnectFailure,
+        // PROTOCOL_ERROR, FRAME_SIZE_ERROR and COMPRESSION_ERROR mean malformed frames; other codes are resets.
+        HttpRequestError.HttpProtocolError => protocol is { ErrorCode: 0x1 or 0x6 or 0x9 } ? ProxyError.UpstreamProtocolError : ProxyError.UpstreamReset,
+        HttpRequestError.InvalidResponse or HttpRequestError.VersionNegotiationError
+            or HttpRequestError.ConfigurationLimitExceeded or HttpRequestError.ExtendedConnectNotSupported => ProxyError.UpstreamProtocolError,
+        _ => ProxyError.UpstreamReset, // ResponseEnded, or an I/O failure on an established connection
+    };
+
+    private static HttpRequestMessage BuildRequest(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout)
+    {
+        var http = exchange.Http;
+        var path = RouteRewrites.UpstreamPath(route, exchange.Target);
+        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat("http://", address.ToString(), path)))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact, // h2c by prior knowledge; SocketsHttpHandler never upgrades http://
+        };
+        message.Options.Set(ConnectTimeoutKey, connectTimeout);
+        if (body is not null)
+        {
+            message.Content = body.CreateContent(http.Request.ContentLength);
+        }
+        var remaining = exchange.IsGrpc ? exchange.Remaining : null;
+        foreach (var header in http.Request.Headers)
+        {
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || SkippedRequestHeaders.Contains(name))
+            {
+                continue;
+            }
+            if (name.Equals("te", StringComparison.OrdinalIgnoreCase))
+            {
+                // The only TE allowed in HTTP/2; gRPC servers require it.
+                if (header.Value.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase))
+                {
+                    message.Headers.TryAddWithoutValidation("te", "trailers");
+                }
+                continue;
+            }
+            if ((remaining is not null && name.Equals(GrpcProtocol.TimeoutHeader, StringComparison.OrdinalIgnoreCase))
+                || (route is not null && IsReplaced(route, name)))
+            {
+                continue;
+            }
+            AddRequestHeader(message, name, header.Value);
+        }
+        if (route is not null)
+        {
+            foreach (var add in route.RequestHeadersToAdd)
+            {
+                AddRequestHeader(message, add.Name, add.Value);
+            }
+        }
+        var authority = route?.HostRewrite ?? exchange.Authority;
+        if (authority.Length > 0)
+        {
+            message.Headers.TryAddWithoutValidation("host", authority);
+        }
+        if (remaining is { } left)
+        {
+            // What is left of the caller's deadline, so the application stops when the proxy gives up.
+            message.Headers.TryAddWithoutValidation(GrpcProtocol.TimeoutHeader, GrpcProtocol.FormatTimeout(left));
+        }
+        return message;
+    }
+
+    /// <summary>A request header the route removes, or sets (replacing what the client sent).</summary>
+    private static bool IsReplaced(RouteModel route, string name)
+    {
+        foreach (var removed in route.RequestHeadersToRemove)
+        {
+            if (removed.Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+        foreach (var add in route.RequestHeadersToAdd)
+        {
+            if (!add.Append && add.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static void AddRequestHeader(HttpRequestMessage message, string name, StringValues values)
+    {
+        if (values.Count == 1)
+        {
+            var value = values.ToString();
+            if (!message.Headers.TryAddWithoutValidation(name, value))
+            {
+                message.Content?.Headers.TryAddWithoutValidation(name, value);
+            }
+            return;
+        }
+        IEnumerable<string?> many = values;
+        if (!message.Headers.TryAddWithoutValidation(name, many))
+        {
+            message.Content?.Headers.TryAddWithoutValidation(name, many);
+        }
+    }
+
+    /// <summary>Relays the upstream response: status and headers, the body as it arrives, then trailers.</summary>
+    private async Task RelayAsync(Http2Exchange exchange, RouteModel? route, HttpResponseMessage upstream)
+    {
+        var http = exchange.Http;
+        var response = http.Response;
+        var status = (int)upstream.StatusCode;
+        response.StatusCode = status;
+        CopyHeaders(upstream.Headers, response.Headers);
+        CopyHeaders(upstream.Content.Headers, response.Headers);
+        if (route is not null)
+        {
+            ApplyResponseMutations(route, response.Headers);
+        }
+        if (exchange.IsGrpc)
+        {
+            // Trailers-only answers carry grpc-status in the headers.
+            exchange.GrpcStatus = HeaderGrpcStatus(upstream) ?? (status == 200 ? null : GrpcProtocol.StatusFromHttp(status));
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(ResponseBufferSize);
+        try
+        {
+            Stream source;
+            try
+            {
+                source = await upstream.Content.ReadAsStreamAsync(exchange.CallToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException)
+            {
+                await FailMidResponseAsync(exchange, ex).ConfigureAwait(false);
+                return;
+            }
+            while (true)
+            {
+                int read;
+                try
+                {
+                    var pending = source.ReadAsync(buffer, exchange.CallToken);
+                    if (!pending.IsCompleted && !response.HasStarted)
+                    {
+                        // Nothing to send yet (a stream that has not produced its first message): headers go out now.
+                        await response.StartAsync(http.RequestAborted).ConfigureAwait(false);
+                    }
+                    read = await pending.ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException)
+                {
+                    await FailMidResponseAsync(exchange, ex).ConfigureAwait(false);
+                    return;
+                }
+                if (read == 0)
+                {
+                    break;
+                }
+                await response.Body.WriteAsync(buffer.AsMemory(0, read), http.RequestAborted).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        var trailers = upstream.TrailingHeaders;
+        if (trailers.NonValidated.Count > 0 && response.SupportsTrailers())
+        {
+            foreach (var trailer in trailers.NonValidated)
+            {
+                response.AppendTrailer(trailer.Key, ToStringValues(trailer.Value));
+            }
+            if (exchange.IsGrpc && ParseGrpcStatus(trailers) is { } trailerStatus)
+            {
+                exchange.GrpcStatus = trailerStatus;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The upstream failed after its headers arrived. Before anything was sent downstream the proxy still answers
+    /// with its own error; a gRPC call already under way ends with the error in its trailers; anything else is reset.
+    /// </summary>
+    private async Task FailMidResponseAsync(Http2Exchange exchange, Exception failure)
+    {
+        if (exchange.ClientGone)
+        {
+            return;
+        }
+        var error = exchange.TimedOut
+            ? ProxyError.UpstreamTimeout
+            : Classify(failure);
+        LogResponseFailed(_log, exchange.Cluster, error.Code(), failure.Message);
+        var response = exchange.Http.Response;
+        if (!response.HasStarted)
+        {
+            await RespondErrorAsync(exchange, error).ConfigureAwait(false);
+            return;
+        }
+        exchange.Error = error;
+        if (exchange.IsGrpc && response.SupportsTrailers())
+        {
+            var grpcStatus = error.GrpcStatus();
+            response.AppendTrailer(GrpcProtocol.StatusHeader, GrpcProtocol.StatusString(grpcStatus));
+            response.AppendTrailer(GrpcProtocol.MessageHeader, GrpcProtocol.EncodeMessage(error.Message()));
+            response.AppendTrailer(ProxyErrors.HeaderName, error.Code());
+            exchange.GrpcStatus = grpcStatus;
+            return;
+        }
+        exchange.Http.Abort();
+    }
+
+    private static void CopyHeaders(HttpHeaders from, IHeaderDictionary to)
+    {
+        foreach (var header in from.NonValidated)
+        {
+            if (!SkippedResponseHeaders.Contains(header.Key))
+            {
+                to[header.Key] = ToStringValues(header.Value);
+            }
+        }
+    }
+
+    private static StringValues ToStringValues(HeaderStringValues values)
+    {
+        if (values.Count == 1)
+        {
+            return values.ToString();
+        }
+        var all = new string[values.Count];
+        var i = 0;
+        foreach (var value in values)
+        {
+            all[i++] = value;
+        }
+        return all;
+    }
+
+    private static void ApplyResponseMutations(RouteModel route, IHeaderDictionary headers)
+    {
+        foreach (var name in route.ResponseHeadersToRemove)
+        {
+            headers.Remove(name);
+        }
+        foreach (var add in route.ResponseHeadersToAdd)
+        {
+            if (add.Append)
+            {
+                headers.Append(add.Name, add.Value);
+            }
+            else
+            {
+                headers[add.Name] = add.Value;
+            }
+        }
+    }
+
+    private static int? HeaderGrpcStatus(HttpResponseMessage response) => ParseGrpcStatus(response.Headers);
+
+    private static int? ParseGrpcStatus(HttpHeaders headers) =>
+        headers.NonValidated.TryGetValues(GrpcProtocol.StatusHeader, out var values)
+        && int.TryParse(values.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status)
+            ? status
+            : null;
+
+    private static async Task RespondDirectAsync(Http2Exchange exchange, RouteModel route, int status)
+    {
+        var response = exchange.Http.Response;
+        response.StatusCode = status;
+        ApplyResponseMutations(route, response.Headers);
+        if (exchange.IsGrpc && status != 200)
+        {
+            exchange.GrpcStatus = GrpcProtocol.StatusFromHttp(status);
+        }
+        if (route.DirectResponseBody is { Length: > 0 } body)
+        {
+            response.ContentType ??= "text/plain; charset=utf-8";
+            await response.WriteAsync(body, exchange.Http.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    private static void RespondRedirect(Http2Exchange exchange, RouteModel route, RedirectModel redirect)
+    {
+        var response = exchange.Http.Response;
+        response.StatusCode = redirect.StatusCode;
+        response.Headers.Location = RouteRewrites.RedirectLocation(route, redirect, "http", exchange.Authority, exchange.Target);
+        ApplyResponseMutations(route, response.Headers);
+        if (exchange.IsGrpc)
+        {
+            exchange.GrpcStatus = GrpcProtocol.StatusFromHttp(redirect.StatusCode);
+        }
+    }
+
+    private static Task RespondErrorAsync(Http2Exchange exchange, ProxyError error) =>
+        RespondErrorAsync(exchange, error, error.HttpStatus(), error.GrpcStatus());
+
+    /// <summary>
+    /// The proxy's own answer: for gRPC calls HTTP 200 trailers-only with grpc-status and grpc-message, otherwise
+    /// the HTTP status with a text body; both with x-trellis-error naming the error.
+    /// </summary>
+    private static async Task RespondErrorAsync(Http2Exchange exchange, ProxyError error, int httpStatus, int grpcStatus)
+    {
+        exchange.Error = error;
+        var response = exchange.Http.Response;
+        response.Headers.Clear();
+        response.Headers[ProxyErrors.HeaderName] = error.Code();
+        if (exchange.IsGrpc)
+        {
+            response.StatusCode = 200;
+            response.ContentType = GrpcProtocol.ContentType;
+            response.Headers[GrpcProtocol.StatusHeader] = GrpcProtocol.StatusString(grpcStatus);
+            response.Headers[GrpcProtocol.MessageHeader] = GrpcProtocol.EncodeMessage(error.Message());
+            exchange.GrpcStatus = grpcStatus;
+            return;
+        }
+        response.StatusCode = httpStatus;
+        response.ContentType = "text/plain; charset=utf-8";
+        await response.WriteAsync(string.Concat(error.Message(), "\n"), exchange.Http.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>The key for ring hash / consistent choice: the route's hash header, cookie or the caller's address.</summary>
+    private static ulong RequestHash(RouteModel? route, Http2Exchange exchange)
+    {
+        if (route is null)
+        {
+            return 0;
+        }
+        string? key = null;
+        if (route.HashHeader is { } header)
+        {
+            key = exchange.Get(header);
+        }
+        else if (route.HashCookie is { } cookie)
+        {
+            key = exchange.Http.Request.Cookies[cookie];
+        }
+        else if (route.HashSourceIp)
+        {
+            key = exchange.Http.Connection.RemoteIpAddress?.ToString();
+        }
+        if (key is null)
+        {
+            return 0;
+        }
+        // FNV-1a, 64 bit: stable across processes, so every proxy maps a key to the same ring position.
+        var hash = 14695981039346656037UL;
+        foreach (var c in key)
+        {
+            hash = (hash ^ c) * 1099511628211UL;
+        }
+        return hash;
+    }
+
+    /// <summary>Upstream connect with the cluster's connect timeout (SocketsHttpHandler's own is handler-wide).</summary>
+    private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
+    {
+        var timeout = context.InitialRequestMessage.Options.TryGetValue(ConnectTimeoutKey, out var t) && t > TimeSpan.Zero
+            ? t
+            : _options.DefaultConnectTimeout;
+        var host = context.DnsEndPoint.Host.Trim('[', ']');
+        EndPoint remote = IPAddress.TryParse(host, out var ip) ? new IPEndPoint(ip, context.DnsEndPoint.Port) : context.DnsEndPoint;
+        var socket = ip is null
+            ? new Socket(SocketType.Stream, ProtocolType.Tcp)
+            : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.NoDelay = true;
+        using var timer = new CancellationTokenSource(timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
+        try
+        {
+            await socket.ConnectAsync(remote, linked.Token).ConfigureAwait(false);
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new SocketException((int)SocketError.TimedOut);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose() => _upstream.Dispose();
+
+    /// <summary>One try's request, response (null when it failed) and cancellation, disposed together.</summary>
+    private sealed class UpstreamAttempt(HttpRequestMessage request, HttpResponseMessage? response, CancellationTokenSource cancel, ProxyError error, string? detail) : IDisposable
+    {
+        public HttpResponseMessage? Response { get; } = response;
+        public ProxyError Error { get; } = error;
+        public string? Detail { get; } = detail;
+
+        public void Dispose()
+        {
+            Response?.Dispose();
+            request.Dispose();
+            cancel.Dispose();
+        }
+    }
+
+    [LoggerMessage(10, LogLevel.Debug, "cluster {Cluster}: try to {Endpoint} failed: {Error} ({Detail})")]
+    private static partial void LogAttemptFailed(ILogger logger, string cluster, string endpoint, string error, string detail);
+
+    [LoggerMessage(11, LogLevel.Debug, "cluster {Cluster}: upstream response broke off: {Error} ({Detail})")]
+    private static partial void LogResponseFailed(ILogger logger, string cluster, string error, string detail);
+
+    [LoggerMessage(12, LogLevel.Warning, "HTTP/2 request {Method} {Target} failed unexpectedly")]
+    private static partial void LogUnexpected(ILogger logger, string method, string target, Exception exception);
+}

@@ -1,0 +1,172 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+
+namespace Trellis.Proxy.Http.Http2;
+
+/// <summary>
+/// The downstream request body, sent upstream as it arrives (client-streaming and bidirectional gRPC need every
+/// message forwarded at once, never the whole body first). When the route may retry, the first
+/// <see cref="ReplayLimit"/> bytes are kept so a failed try can be repeated: the body is replayable while no try
+/// has read it yet, or once it was received whole within the limit.
+/// </summary>
+internal sealed class RequestBody : IAsyncDisposable
+{
+    public const int ReplayLimit = 64 * 1024;
+
+    private readonly PipeReader _source;
+    private readonly bool _keepCopy;
+    private readonly CancellationTokenSource _stop = new();
+    private byte[]? _copy;
+    private int _copied;
+    private bool _overflow;
+    private int _state; // Fresh, Streaming, Complete
+    private Task _pump = Task.CompletedTask;
+
+    private const int Fresh = 0;
+    private const int Streaming = 1;
+    private const int Complete = 2;
+
+    public RequestBody(PipeReader source, bool keepCopy)
+    {
+        _source = source;
+        _keepCopy = keepCopy;
+    }
+
+    /// <summary>A new try may send the body (again).</summary>
+    public bool CanReplay
+    {
+        get
+        {
+            var state = Volatile.Read(ref _state);
+            return state == Fresh || (state == Complete && _keepCopy && !_overflow);
+        }
+    }
+
+    /// <summary>Content for one try; <paramref name="length"/> is the downstream content-length, if any.</summary>
+    public HttpContent CreateContent(long? length) => new Content(this, length);
+
+    private Task SendAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        var pump = Volatile.Read(ref _state) switch
+        {
+            Fresh => StreamAsync(destination, cancellationToken),
+            Complete when _keepCopy && !_overflow => ReplayAsync(destination, cancellationToken),
+            _ => Task.FromException(new InvalidOperationException("the request body was partly sent by an earlier try and cannot be sent again")),
+        };
+        _pump = pump;
+        return pump;
+    }
+
+    private async Task ReplayAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        if (_copied > 0)
+        {
+            await destination.WriteAsync(_copy.AsMemory(0, _copied), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task StreamAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _state, Streaming);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
+        var token = linked.Token;
+        while (true)
+        {
+            var result = await _source.ReadAsync(token).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            foreach (var segment in buffer)
+            {
+                Keep(segment.Span);
+                await destination.WriteAsync(segment, token).ConfigureAwait(false);
+            }
+            _source.AdvanceTo(buffer.End);
+            if (result.IsCompleted)
+            {
+                Volatile.Write(ref _state, Complete);
+                return;
+            }
+            if (!buffer.IsEmpty)
+            {
+                // Each gRPC message goes out now, not when a buffer fills.
+                await destination.FlushAsync(token).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void Keep(ReadOnlySpan<byte> data)
+    {
+        if (!_keepCopy || _overflow || data.IsEmpty)
+        {
+            return;
+        }
+        if (_copied + data.Length > ReplayLimit)
+        {
+            _overflow = true;
+            Release();
+            return;
+        }
+        if (_copy is null || _copy.Length < _copied + data.Length)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Min(ReplayLimit, Math.Max(4096, (_copied + data.Length) * 2)));
+            _copy?.AsSpan(0, _copied).CopyTo(larger);
+            Release();
+            _copy = larger;
+        }
+        data.CopyTo(_copy.AsSpan(_copied));
+        _copied += data.Length;
+    }
+
+    private void Release()
+    {
+        if (_copy is { } copy)
+        {
+            _copy = null;
+            ArrayPool<byte>.Shared.Return(copy);
+        }
+    }
+
+    /// <summary>Stops a try still reading the downstream body and waits for it (the request is over).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _pump.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+        }
+        catch (Microsoft.AspNetCore.Http.BadHttpRequestException)
+        {
+        }
+        _stop.Dispose();
+        _copied = 0;
+        Release();
+    }
+
+    /// <summary>The body of one try: copies (or replays) the downstream body into the upstream request stream.</summary>
+    private sealed class Content : HttpContent
+    {
+        private readonly RequestBody _body;
+        private readonly long? _length;
+
+        public Content(RequestBody body, long? length)
+        {
+            _body = body;
+            _length = length;
+        }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            _body.SendAsync(stream, CancellationToken.None);
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken) =>
+            _body.SendAsync(stream, cancellationToken);
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = _length ?? 0;
+            return _length.HasValue;
+        }
+    }
+}
