@@ -465,6 +465,18 @@ public class ResourceValidatorTests
     }
 
     [Fact]
+    public void Validate_PolicyPoolIdleTimeoutAndPerConnection_ReportsRanges()
+    {
+        var yaml = Policy("p", "  connectionPool:\n    maxRequestsPerConnection: 0\n    idleTimeout: 0s\n");
+
+        var errors = Validate(yaml);
+
+        Assert.Equal(2, errors.Count);
+        AssertError(errors, "v.yaml", 1, 7, 31, "spec.connectionPool.maxRequestsPerConnection", "0 is too small; expected 1 or more");
+        AssertError(errors, "v.yaml", 1, 8, 18, "spec.connectionPool.idleTimeout", "0s must be positive");
+    }
+
+    [Fact]
     public void Validate_RingHashWithoutHashOn_AsksForHashOn()
     {
         var yaml = Policy("p", "  loadBalancer:\n    algorithm: RingHash\n");

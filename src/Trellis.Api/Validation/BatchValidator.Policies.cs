@@ -45,6 +45,7 @@ internal sealed partial class BatchValidator
             AtLeast(item, "spec.connectionPool.maxRequests", pool.MaxRequests, 1);
             AtLeast(item, "spec.connectionPool.maxRequestsPerConnection", pool.MaxRequestsPerConnection, 1);
             AtLeast(item, "spec.connectionPool.maxRetries", pool.MaxRetries, 0);
+            Positive(item, "spec.connectionPool.idleTimeout", pool.IdleTimeout);
         }
 
         if (spec.OutlierDetection is { } outlier)
