@@ -59,7 +59,7 @@ internal sealed class RouteFilters
         IndexPolicies(inputs.RateLimits, l => l.Spec.TargetRef, _limitPolicies, services, note);
     }
 
-    private static void IndexPolicies<T>(IReadOnlyList<T> all, Func<T, PolicyTargetReference?> targetOf, List<(T, PolicyTargetReference)> into,
+    private static void IndexPolicies<T>(IReadOnlyList<T> all, Func<T, PolicyTargetReference?> targetOf, List<(T Policy, PolicyTargetReference Target)> into,
         IReadOnlyDictionary<(string, string), ApiService> services, Action<Resource, string, bool> note) where T : Resource
     {
         foreach (var p in all.OrderBy(p => p.Metadata.Namespace, StringComparer.Ordinal).ThenBy(p => p.Metadata.Name, StringComparer.Ordinal))
@@ -73,8 +73,8 @@ internal sealed class RouteFilters
                 note(p, $"targetRef Service \"{target.Name}\" does not exist; the policy applies to nothing", true);
                 continue;
             }
-            var (other, _) = into.FirstOrDefault(o => o.Item1.Metadata.Namespace == p.Metadata.Namespace && o.Item2.Name == target.Name
-                && (o.Item2.Port is null || target.Port is null || o.Item2.Port == target.Port));
+            var other = into.FirstOrDefault(o => o.Policy.Metadata.Namespace == p.Metadata.Namespace && o.Target.Name == target.Name
+                && (o.Target.Port is null || target.Port is null || o.Target.Port == target.Port)).Policy;
             if (other is not null)
             {
                 note(p, $"Service \"{target.Name}\" already has {p.Kind} \"{other.Metadata.Name}\"; this one is ignored", true);
@@ -151,7 +151,8 @@ internal sealed class RouteFilters
         }
     }
 
-    /// <summary>The one service port every cluster of a route action belongs to, if there is one.</summary>
+    /// <summary>The one service every cluster of a route action belongs to, if there is one, with its port (-1 when the
+    /// clusters are several ports of it, so a port-specific policy does not apply).</summary>
     private (string Ns, string Service, int Port)? Backend(RouteAction action)
     {
         IEnumerable<string> names = action.ClusterSpecifierCase switch
@@ -160,18 +161,18 @@ internal sealed class RouteFilters
             RouteAction.ClusterSpecifierOneofCase.WeightedClusters => action.WeightedClusters.Clusters.Select(c => c.Name),
             _ => [],
         };
-        (string, string, int)? found = null;
+        (string Ns, string Service, int Port)? found = null;
         foreach (var name in names)
         {
             if (!_clusters.TryGetValue(name, out var sp))
             {
                 return null;
             }
-            if (found is { } f && (f.Item1 != sp.Ns || f.Item2 != sp.Service))
+            if (found is { } f && (f.Ns != sp.Ns || f.Service != sp.Service))
             {
                 return null;
             }
-            found = sp;
+            found = found is { } prev && prev.Port != sp.Port ? (sp.Ns, sp.Service, -1) : sp;
         }
         return found;
     }
