@@ -32,6 +32,8 @@ public static class ResourceKinds
             new("GRPCRoute", "grpcroutes", ApiVersions.GatewayV1, true, typeof(GrpcRoute), ["gr"]),
             new("TCPRoute", "tcproutes", ApiVersions.GatewayV1Alpha2, true, typeof(TcpRoute), ["tr"]),
             new("TrafficPolicy", "trafficpolicies", ApiVersions.Trellis, true, typeof(TrafficPolicy), ["tp"]),
+            new("FaultInjection", "faultinjections", ApiVersions.Trellis, true, typeof(FaultInjection), ["fi"]),
+            new("RateLimit", "ratelimits", ApiVersions.Trellis, true, typeof(RateLimit), ["rl"]),
             new("MeshConfig", "meshconfigs", ApiVersions.Trellis, false, typeof(MeshConfig), ["mc"]),
         ];
         foreach (var info in All)

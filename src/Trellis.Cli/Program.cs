@@ -9,6 +9,7 @@ root.Subcommands.Add(ApplyCommand.Create());
 root.Subcommands.Add(GetCommand.Create());
 root.Subcommands.Add(DeleteCommand.Create());
 root.Subcommands.Add(ProxyStatusCommand.Create());
+root.Subcommands.Add(ProxyConfigCommand.Create());
 root.Subcommands.Add(RegisterCommand.Create());
 root.Subcommands.Add(RegisterCommand.CreateDeregister());
 root.Subcommands.Add(DemoCommand.Create());

@@ -16,6 +16,13 @@ public static class TypeUrls
     public const string Router = Prefix + "envoy.extensions.filters.http.router.v3.Router";
     public const string HttpFault = Prefix + "envoy.extensions.filters.http.fault.v3.HTTPFault";
     public const string Rbac = Prefix + "envoy.extensions.filters.http.rbac.v3.RBAC";
+    public const string LocalRateLimit = Prefix + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+
+    /// <summary>Per-route filter config wrapper (is_optional, disabled) inside typed_per_filter_config.</summary>
+    public const string FilterConfig = Prefix + "envoy.config.route.v3.FilterConfig";
+
+    /// <summary>Upstream HTTP options in Cluster.typed_extension_protocol_options.</summary>
+    public const string UpstreamHttpProtocolOptions = Prefix + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     public const string TcpProxy = Prefix + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
     public const string UpstreamTlsContext = Prefix + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
     public const string DownstreamTlsContext = Prefix + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";

@@ -22,6 +22,12 @@ public class ResourceKindsTests
     [InlineData("tcproutes", "TCPRoute")]
     [InlineData("meshconfig", "MeshConfig")]
     [InlineData(" mc ", "MeshConfig")]
+    [InlineData("faultinjection", "FaultInjection")]
+    [InlineData("faultinjections", "FaultInjection")]
+    [InlineData("fi", "FaultInjection")]
+    [InlineData("ratelimit", "RateLimit")]
+    [InlineData("RateLimits", "RateLimit")]
+    [InlineData("rl", "RateLimit")]
     public void TryResolve_KnownNameOrAlias_ReturnsKind(string name, string kind)
     {
         Assert.True(ResourceKinds.TryResolve(name, out var info));
@@ -50,6 +56,6 @@ public class ResourceKindsTests
             Assert.Equal(info.Kind.ToLowerInvariant(), info.Singular);
         }
 
-        Assert.Equal(7, ResourceKinds.All.Count);
+        Assert.Equal(9, ResourceKinds.All.Count);
     }
 }

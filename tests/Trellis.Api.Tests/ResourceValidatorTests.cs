@@ -404,18 +404,11 @@ public class ResourceValidatorTests
     [Fact]
     public void Validate_ExtensionRefUnsupportedKind_ListsSupportedKinds()
     {
-        var yaml = Route("r", SimpleRule + "    filters:\n    - type: ExtensionRef\n      extensionRef: {kind: Lua, name: script}\n");
+        var yaml = Route("r", SimpleRule + "    filters:\n    - type: ExtensionRef\n      extensionRef: {group: trellis.dev, kind: Lua, name: script}\n");
 
         AssertErrorAt(Validate(yaml), yaml, "Lua", "spec.rules[0].filters[0].extensionRef.kind", "kind \"Lua\" is not supported as an extensionRef; expected one of: FaultInjection, RateLimit");
     }
 
-    [Fact]
-    public void Validate_ExtensionRefFaultInjection_IsAccepted()
-    {
-        var yaml = Route("r", SimpleRule + "    filters:\n    - type: ExtensionRef\n      extensionRef: {kind: FaultInjection, name: slow}\n");
-
-        Assert.Empty(Validate(yaml));
-    }
 
     [Fact]
     public void Validate_FilterWithoutItsField_ReportsFilter()
@@ -469,6 +462,18 @@ public class ResourceValidatorTests
         Assert.Equal(2, errors.Count);
         AssertError(errors, "v.yaml", 1, 7, 19, "spec.failover.order[1]", "unknown locality level \"rack\"; expected one of: zone, region, cluster");
         AssertError(errors, "v.yaml", 1, 7, 25, "spec.failover.order[2]", "\"zone\" is listed twice");
+    }
+
+    [Fact]
+    public void Validate_PolicyPoolIdleTimeoutAndPerConnection_ReportsRanges()
+    {
+        var yaml = Policy("p", "  connectionPool:\n    maxRequestsPerConnection: 0\n    idleTimeout: 0s\n");
+
+        var errors = Validate(yaml);
+
+        Assert.Equal(2, errors.Count);
+        AssertError(errors, "v.yaml", 1, 7, 31, "spec.connectionPool.maxRequestsPerConnection", "0 is too small; expected 1 or more");
+        AssertError(errors, "v.yaml", 1, 8, 18, "spec.connectionPool.idleTimeout", "0s must be positive");
     }
 
     [Fact]

@@ -20,6 +20,7 @@ public sealed class XdsConformanceTests(ITestOutputHelper output) : IAsyncLifeti
     private const string NodeId = "conformance-client";
     private const string Cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     private const string Lds = "type.googleapis.com/envoy.config.listener.v3.Listener";
+    private const string Rds = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
     private static readonly string[] Backends = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "v1", "v2"];
     private static readonly TimeSpan ConvergeLimit = TimeSpan.FromSeconds(30);
@@ -221,6 +222,47 @@ public sealed class XdsConformanceTests(ITestOutputHelper output) : IAsyncLifeti
             var r = await Client.CallAsync(Target, 100);
             Assert.True(r.OnlyAndAll("v1"), $"calls after the restart: {r}");
         });
+
+        await PhaseAsync("9 a FaultInjection named by the route aborts every call with UNAVAILABLE, and removing it restores them", async () =>
+        {
+            await ApplyAsync("fault.yaml", Fault("greeter-outage", "abort: {percent: 100, httpStatus: 503}"));
+            await ApplyAsync("route.yaml", Route(100, 0, filter: ("FaultInjection", "greeter-outage")));
+            await PollAsync("every call fails with UNAVAILABLE", r => r.Ok == 0 && r.Failed > 0 && r.Errors.Keys.All(e => e.StartsWith("14 UNAVAILABLE", StringComparison.Ordinal)));
+            var r = await Client.CallAsync(Target, 50);
+            Assert.True(r.Ok == 0 && r.Errors.Keys.All(e => e.StartsWith("14 UNAVAILABLE: Fault injected", StringComparison.Ordinal)),
+                $"the client's own fault filter should abort every call (HTTP 503 is UNAVAILABLE for gRPC): {r}");
+            await WaitProxyAsync("the client is SYNCED with the fault config (no NACK)", p => p["state"]!.GetValue<string>() == "SYNCED");
+            var fault = JsonNode.Parse(await TrellisAsync("get", "faultinjection", "greeter-outage", "-o", "json"))!;
+            Assert.True(ProxyState(fault, NodeId) == "ACKED", $"the FaultInjection's status should show the client ACKED it: {fault}");
+
+            await ApplyAsync("route.yaml", Route(100, 0));
+            await TrellisAsync("delete", "-f", FilePath("fault.yaml"));
+            await PollAsync("only v1 answers again", r => r.OnlyAndAll("v1"));
+            var after = await Client.CallAsync(Target, 100);
+            Assert.True(after.OnlyAndAll("v1"), $"without the fault every call succeeds: {after}");
+        });
+
+        await PhaseAsync("10 a RateLimit, EWMA and per-connection limits are ACKed by the client, which keeps calling", async () =>
+        {
+            var before = await ProxyAsync();
+            var (lds, cds) = (AckedVersion(before, Lds), AckedVersion(before, Cds));
+            await ApplyAsync("limits.yaml", Limit("greeter-v1-limit", "greeter-v1") + Policy("greeter-v1", "Ewma", "connectionPool: {maxRequestsPerConnection: 100, idleTimeout: 30s}"));
+            await WaitProxyAsync("the client ACKs the new listener (optional rate-limit filter) and cluster (EWMA, protocol options)", p =>
+                p["state"]!.GetValue<string>() == "SYNCED" && AckedVersion(p, Lds) is { } l && l != lds && AckedVersion(p, Cds) is { } c && c != cds);
+
+            var limit = JsonNode.Parse(await TrellisAsync("get", "ratelimit", "greeter-v1-limit", "-o", "json"))!;
+            Assert.True(ProxyState(limit, NodeId) == "ACKED", $"the RateLimit's status should show the client ACKED it: {limit}");
+            var table = await TrellisAsync("proxy-status");
+            Assert.True(Regex(table, $@"{NodeId}\s+SYNCED"), $"proxy-status should show the node SYNCED:\n{table}");
+            var config = await TrellisAsync("proxy-config", NodeId);
+            Assert.True(config.Contains("ratelimit: 1000 tokens, +1000 every 1s", StringComparison.Ordinal)
+                        && config.Contains("EWMA (others: ROUND_ROBIN)", StringComparison.Ordinal)
+                        && config.Contains("envoy.filters.http.local_ratelimit (optional)", StringComparison.Ordinal),
+                $"proxy-config should show the rate limit, the optional filter and the EWMA marker:\n{config}");
+
+            var r = await Client.CallAsync(Target, 100);
+            Assert.True(r.OnlyAndAll("v1"), $"a proxyless client ignores the optional rate limit and uses round robin: {r}");
+        });
     }
 
     // ---- configuration through the CLI ----
@@ -273,29 +315,59 @@ public sealed class XdsConformanceTests(ITestOutputHelper output) : IAsyncLifeti
 
         """;
 
-    private static string Route(int v1, int v2) => $$"""
-        apiVersion: gateway.networking.k8s.io/v1
-        kind: HTTPRoute
-        metadata: {name: greeter-split, namespace: default}
-        spec:
-          parentRefs: [{kind: Service, name: greeter, port: 50051}]
-          rules:
-          - backendRefs:
-            - {kind: Service, name: greeter-v1, port: 50051, weight: {{v1}}}
-            - {kind: Service, name: greeter-v2, port: 50051, weight: {{v2}}}
+    private static string Route(int v1, int v2, (string Kind, string Name)? filter = null)
+    {
+        var filters = filter is { } f ? $"    filters: [{{type: ExtensionRef, extensionRef: {{group: trellis.dev, kind: {f.Kind}, name: {f.Name}}}}}]" : "";
+        return $$"""
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: greeter-split, namespace: default}
+            spec:
+              parentRefs: [{kind: Service, name: greeter, port: 50051}]
+              rules:
+              - backendRefs:
+                - {kind: Service, name: greeter-v1, port: 50051, weight: {{v1}}}
+                - {kind: Service, name: greeter-v2, port: 50051, weight: {{v2}}}
+            {{filters}}
 
-        """;
+            """;
+    }
 
-    private static string Policy(string service, string algorithm) => $$"""
+    private static string Policy(string service, string algorithm, string extra = "") => $$"""
         apiVersion: trellis.dev/v1alpha1
         kind: TrafficPolicy
         metadata: {name: {{service}}, namespace: default}
         spec:
           targetRef: {kind: Service, name: {{service}}}
           loadBalancer: {algorithm: {{algorithm}}}
+          {{extra}}
         ---
 
         """;
+
+    private static string Fault(string name, string spec) => $$"""
+        apiVersion: trellis.dev/v1alpha1
+        kind: FaultInjection
+        metadata: {name: {{name}}, namespace: default}
+        spec: {{{spec}}}
+        ---
+
+        """;
+
+    private static string Limit(string name, string service) => $$"""
+        apiVersion: trellis.dev/v1alpha1
+        kind: RateLimit
+        metadata: {name: {{name}}, namespace: default}
+        spec:
+          targetRef: {kind: Service, name: {{service}}}
+          tokenBucket: {maxTokens: 1000, tokensPerFill: 1000, fillInterval: 1s}
+        ---
+
+        """;
+
+    /// <summary>status.proxies[node].state of a resource as `trellis get KIND NAME -o json` prints it.</summary>
+    private static string? ProxyState(JsonNode resource, string node) =>
+        resource["status"]?["proxies"]?.AsArray().FirstOrDefault(p => p!["node"]!.GetValue<string>() == node)?["state"]?.GetValue<string>();
 
     // ---- bounded polls ----
 

@@ -55,6 +55,9 @@ public sealed record ConnectionPoolSettings
     public int? MaxRequests { get; init; }
     public int? MaxRequestsPerConnection { get; init; }
     public int? MaxRetries { get; init; }
+
+    /// <summary>Idle upstream connections are closed after this long.</summary>
+    public TimeSpan? IdleTimeout { get; init; }
 }
 
 public sealed record OutlierDetectionSettings

@@ -45,6 +45,7 @@ internal sealed partial class BatchValidator
             AtLeast(item, "spec.connectionPool.maxRequests", pool.MaxRequests, 1);
             AtLeast(item, "spec.connectionPool.maxRequestsPerConnection", pool.MaxRequestsPerConnection, 1);
             AtLeast(item, "spec.connectionPool.maxRetries", pool.MaxRetries, 0);
+            Positive(item, "spec.connectionPool.idleTimeout", pool.IdleTimeout);
         }
 
         if (spec.OutlierDetection is { } outlier)
@@ -105,20 +106,21 @@ internal sealed partial class BatchValidator
         }
     }
 
-    private void CheckPolicyConflicts()
+    /// <summary>One Service takes one policy of each kind: a second one targeting the same Service (and port) is an error.</summary>
+    private void CheckTargetConflicts<T>(Func<T, PolicyTargetReference?> targetOf) where T : Resource
     {
-        var entries = new List<(TrafficPolicy Policy, string Namespace, string Target, int? Port, int BatchIndex, ParsedResource? Source)>();
+        var entries = new List<(T Policy, string Namespace, string Target, int? Port, int BatchIndex, ParsedResource? Source)>();
         for (var b = 0; b < _batch.Count; b++)
         {
-            if (_batch[b].Resource is TrafficPolicy p && p.Spec.TargetRef is { Kind: "Service", Name.Length: > 0 } t)
+            if (_batch[b].Resource is T p && targetOf(p) is { Kind: "Service", Name.Length: > 0 } t)
             {
                 entries.Add((p, p.Metadata.Namespace, t.Name, t.Port, b, _batch[b]));
             }
         }
 
-        foreach (var p in _stored.OfType<TrafficPolicy>())
+        foreach (var p in _stored.OfType<T>())
         {
-            if (p.Spec.TargetRef is { Kind: "Service", Name.Length: > 0 } t)
+            if (targetOf(p) is { Kind: "Service", Name.Length: > 0 } t)
             {
                 entries.Add((p, p.Metadata.Namespace, t.Name, t.Port, int.MaxValue, null));
             }
@@ -143,11 +145,12 @@ internal sealed partial class BatchValidator
                 continue;
             }
 
+            var kind = entry.Policy.Kind;
             var where = other.Source is null ? "stored" : Where(other.Source);
             var port = entry.Port ?? other.Port;
             Report(entry.Source!, "spec.targetRef",
-                $"conflicts with TrafficPolicy {other.Namespace}/{other.Policy.Metadata.Name} ({where}), which also targets Service {entry.Namespace}/{entry.Target}"
-                + (port is null ? "" : $" port {port}") + "; one Service takes one TrafficPolicy, so merge them");
+                $"conflicts with {kind} {other.Namespace}/{other.Policy.Metadata.Name} ({where}), which also targets Service {entry.Namespace}/{entry.Target}"
+                + (port is null ? "" : $" port {port}") + $"; one Service takes one {kind}, so merge them");
         }
     }
 

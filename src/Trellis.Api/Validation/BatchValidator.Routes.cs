@@ -242,6 +242,7 @@ internal sealed partial class BatchValidator
     private bool CheckFilters(ParsedResource item, string rulePath, IReadOnlyList<HttpRouteFilter>? filters)
     {
         var redirects = false;
+        var extensionsOfRule = new Dictionary<string, string>(StringComparer.Ordinal);
         var list = filters ?? [];
         for (var f = 0; f < list.Count; f++)
         {
@@ -305,17 +306,7 @@ internal sealed partial class BatchValidator
                     CheckPathModifier(item, redirectPath + ".path", redirect.Path);
                     break;
                 case LocalObjectReference extension:
-                    var extensionPath = path + ".extensionRef";
-                    if (!ExtensionKinds.Contains(extension.Kind, StringComparer.Ordinal))
-                    {
-                        Report(item, extensionPath + ".kind", $"kind \"{extension.Kind}\" is not supported as an extensionRef; expected one of: {string.Join(", ", ExtensionKinds)}");
-                    }
-
-                    if (!Names.IsDnsLabel(extension.Name))
-                    {
-                        Report(item, extensionPath + ".name", $"\"{extension.Name}\" is not a valid name: {Names.DnsLabelRule}");
-                    }
-
+                    CheckExtensionRef(item, path + ".extensionRef", extension, extensionsOfRule);
                     break;
             }
         }

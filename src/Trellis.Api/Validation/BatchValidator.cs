@@ -23,6 +23,7 @@ internal sealed partial class BatchValidator
     private readonly IReadOnlyList<ParsedResource> _batch;
     private readonly List<Resource> _stored;
     private readonly Dictionary<(string Namespace, string Name), Service> _services = [];
+    private readonly HashSet<(string Kind, string Namespace, string Name)> _extensions = [];
     private readonly List<ValidationError> _errors = [];
 
     public BatchValidator(IReadOnlyList<ParsedResource> batch, IReadOnlyCollection<Resource> existing)
@@ -33,6 +34,11 @@ internal sealed partial class BatchValidator
         foreach (var service in _stored.OfType<Service>().Concat(_batch.Select(p => p.Resource).OfType<Service>()))
         {
             _services[(service.Metadata.Namespace ?? "", service.Metadata.Name ?? "")] = service;
+        }
+
+        foreach (var r in _stored.Concat(_batch.Select(p => p.Resource)).Where(r => r is FaultInjection or RateLimit))
+        {
+            _extensions.Add(Key(r));
         }
     }
 
@@ -64,6 +70,12 @@ internal sealed partial class BatchValidator
                     case TrafficPolicy policy:
                         CheckTrafficPolicy(item, policy);
                         break;
+                    case FaultInjection fault:
+                        CheckFaultInjection(item, fault);
+                        break;
+                    case RateLimit limit:
+                        CheckRateLimit(item, limit);
+                        break;
                     case MeshConfig mesh:
                         CheckMeshConfig(item, mesh.Spec);
                         break;
@@ -76,7 +88,9 @@ internal sealed partial class BatchValidator
         }
 
         CheckRouteConflicts();
-        CheckPolicyConflicts();
+        CheckTargetConflicts<TrafficPolicy>(p => p.Spec.TargetRef);
+        CheckTargetConflicts<FaultInjection>(p => p.Spec.TargetRef);
+        CheckTargetConflicts<RateLimit>(p => p.Spec.TargetRef);
         CheckMeshConfigCount();
         return _errors;
     }

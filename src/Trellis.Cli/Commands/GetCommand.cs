@@ -10,7 +10,7 @@ internal static class GetCommand
 {
     public static Command Create()
     {
-        var kind = new Argument<string>("KIND") { Description = "Kind: service, workloadentry, httproute, grpcroute, tcproute, trafficpolicy, meshconfig (singular or plural)" };
+        var kind = new Argument<string>("KIND") { Description = $"Kind: {string.Join(", ", ResourceKinds.All.Select(k => k.Singular))} (singular or plural)" };
         var name = new Argument<string?>("NAME") { Description = "One resource by name", Arity = ArgumentArity.ZeroOrOne };
         var ns = CliOptions.Namespace();
         var all = new Option<bool>("--all-namespaces", "-A") { Description = "List across all namespaces" };

@@ -129,6 +129,18 @@ internal static class AdminEndpoints
         api.MapGet("/proxies", (ProxySyncRegistry proxies, SnapshotCache cache) =>
             Results.Json(new { snapshot = cache.Current.Version, items = proxies.List(cache.Current.Version) }, Json));
 
+        api.MapGet("/proxies/{node}/config", (string node, ProxySyncRegistry proxies, SnapshotCache cache) =>
+        {
+            if (proxies.Find(node) is not { } connection)
+            {
+                var connected = proxies.Connections.Select(c => c.NodeId).Distinct().Order(StringComparer.Ordinal).Take(10).ToList();
+                return Error(404, $"no proxy with node id \"{node}\" is connected to this control plane; "
+                    + (connected.Count == 0 ? "none is connected now" : $"connected now: {string.Join(", ", connected)}")
+                    + "; list them with: trellis proxy-status");
+            }
+            return Results.Json(ProxyConfigView.Build(connection, cache.Current), Json);
+        });
+
         api.MapGet("/registrations", (ConfigController controller, TimeProvider time) =>
         {
             var now = time.GetUtcNow();

@@ -94,7 +94,11 @@ internal sealed partial class ConfigController(
             return new MeshInputs(
                 all.OfType<Api.Resources.Service>().ToList(), all.OfType<WorkloadEntry>().ToList(), all.OfType<HttpRoute>().ToList(),
                 all.OfType<GrpcRoute>().ToList(), all.OfType<TcpRoute>().ToList(), all.OfType<TrafficPolicy>().ToList(),
-                all.OfType<MeshConfig>().FirstOrDefault(), _registrations.Values.ToList(), options.ClusterName, time.GetUtcNow());
+                all.OfType<MeshConfig>().FirstOrDefault(), _registrations.Values.ToList(), options.ClusterName, time.GetUtcNow())
+            {
+                FaultInjections = all.OfType<FaultInjection>().ToList(),
+                RateLimits = all.OfType<RateLimit>().ToList(),
+            };
         }
     }
 

@@ -16,6 +16,9 @@ internal sealed record MeshInputs(
     string LocalCluster,
     DateTimeOffset Now)
 {
+    public IReadOnlyList<FaultInjection> FaultInjections { get; init; } = [];
+    public IReadOnlyList<RateLimit> RateLimits { get; init; } = [];
+
     public static MeshInputs Empty(string localCluster, DateTimeOffset now) => new([], [], [], [], [], [], null, [], localCluster, now);
 }
 

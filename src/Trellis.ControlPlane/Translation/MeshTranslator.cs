@@ -3,7 +3,6 @@ using Envoy.Config.Core.V3;
 using Envoy.Config.Endpoint.V3;
 using Envoy.Config.Listener.V3;
 using Envoy.Config.Route.V3;
-using Envoy.Extensions.Filters.Http.Router.V3;
 using Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
 using Envoy.Type.Matcher.V3;
 using Google.Protobuf;
@@ -48,7 +47,10 @@ internal static class MeshTranslator
             {
                 statuses[key] = list = [];
             }
-            list.Add(reason);
+            if (!list.Contains(reason))
+            {
+                list.Add(reason);
+            }
             if (reject)
             {
                 rejected.Add(key);
@@ -77,9 +79,11 @@ internal static class MeshTranslator
         var provenance = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         var localized = new Dictionary<string, Func<ClientLocality, IMessage>>(StringComparer.Ordinal);
         var sidecars = new SidecarResources();
+        var outboundSources = new SortedSet<string>(StringComparer.Ordinal);
+        var routeFilters = new RouteFilters(inputs, services, Note);
 
         // Routes attached to each service port, in Gateway API precedence order.
-        var attached = CollectRoutes(inputs, services, Note);
+        var attached = CollectRoutes(inputs, services, routeFilters, Note);
 
         foreach (var svc in inputs.Services.OrderBy(s => s.Metadata.Namespace, StringComparer.Ordinal).ThenBy(s => s.Metadata.Name, StringComparer.Ordinal))
         {
@@ -111,9 +115,16 @@ internal static class MeshTranslator
                 // Routes: attached rules first, then the service itself for everything else.
                 attached.TryGetValue((ns, svc.Metadata.Name, port.Port), out var rules);
                 var routeConfig = BuildRouteConfiguration(name, rules ?? [], policy);
+                routeFilters.ApplyPolicies(routeConfig, port.Protocol);
+                var filterSources = routeFilters.SourcesOf(routeConfig).ToList();
                 var routeSources = new List<string>(sources);
                 routeSources.AddRange((rules ?? []).Select(r => r.SourceKey).Distinct());
+                routeSources.AddRange(filterSources);
                 sidecars.Add(svc, port, i == 0, routeConfig, m => Note(svc, m));
+                if (port.Protocol != ServiceProtocol.Tcp)
+                {
+                    outboundSources.UnionWith(routeSources);
+                }
                 if (!inline)
                 {
                     routes.Add(new XdsResource(name, routeConfig));
@@ -129,19 +140,22 @@ internal static class MeshTranslator
                 {
                     hcm.Rds = new Rds { ConfigSource = Ads, RouteConfigName = name };
                 }
-                hcm.HttpFilters.Add(new HttpFilter { Name = "envoy.filters.http.router", TypedConfig = Any.Pack(new Router()) });
+                hcm.HttpFilters.AddRange(RouteFilters.ChainFor(routeConfig.VirtualHosts));
                 var hcmAny = Any.Pack(hcm);
                 foreach (var listenerName in XdsNames.ListenerNames(svc.Metadata.Name, ns, port.Port, i == 0))
                 {
                     var listener = new EnvoyListener { Name = listenerName, ApiListener = new ApiListener { ApiListener_ = hcmAny } };
                     listeners.Add(new XdsResource(listenerName, listener));
-                    provenance[TypeUrls.Listener + "|" + listenerName] = inline ? routeSources : sources;
+                    provenance[TypeUrls.Listener + "|" + listenerName] = inline ? routeSources : [.. sources, .. filterSources];
                 }
             }
         }
 
         routes.Add(sidecars.OutboundRoutes());
         var outbound = sidecars.OutboundListener();
+        provenance[TypeUrls.RouteConfiguration + "|" + SidecarResources.OutboundRouteName] = [.. outboundSources];
+        provenance[TypeUrls.Listener + "|" + SidecarResources.OutboundListenerName] = [.. outboundSources];
+        routeFilters.NoteUnused(Note);
 
         // What differs per client: endpoint priorities under locality failover, and a sidecar's socket listeners
         // (the shared outbound one and its own service's inbound one) in place of the api listeners.
@@ -183,6 +197,8 @@ internal static class MeshTranslator
         all.AddRange(inputs.GrpcRoutes);
         all.AddRange(inputs.TcpRoutes);
         all.AddRange(inputs.TrafficPolicies);
+        all.AddRange(inputs.FaultInjections);
+        all.AddRange(inputs.RateLimits);
         if (inputs.Mesh is not null)
         {
             all.Add(inputs.Mesh);
@@ -208,7 +224,7 @@ internal static class MeshTranslator
     private sealed record AttachedRule(string SourceKey, int Order, EnvoyRoute Route);
 
     private static Dictionary<(string Ns, string Service, int Port), List<AttachedRule>> CollectRoutes(
-        MeshInputs inputs, Dictionary<(string, string), ApiService> services, Action<Resource, string, bool> note)
+        MeshInputs inputs, Dictionary<(string, string), ApiService> services, RouteFilters routeFilters, Action<Resource, string, bool> note)
     {
         var result = new Dictionary<(string, string, int), List<AttachedRule>>();
         void Attach(Resource route, ParentReference parent, Func<ApiService, ServicePort, IEnumerable<(EnvoyRoute Route, int Order)>> build)
@@ -234,14 +250,14 @@ internal static class MeshTranslator
         {
             foreach (var parent in hr.Spec.ParentRefs)
             {
-                Attach(hr, parent, (svc, port) => RouteBuilder.HttpRules(hr, svc, port, services, inputs.TrafficPolicies, m => note(hr, m, false)));
+                Attach(hr, parent, (svc, port) => RouteBuilder.HttpRules(hr, svc, port, services, inputs.TrafficPolicies, routeFilters, m => note(hr, m, false)));
             }
         }
         foreach (var gr in inputs.GrpcRoutes)
         {
             foreach (var parent in gr.Spec.ParentRefs)
             {
-                Attach(gr, parent, (svc, port) => RouteBuilder.GrpcRules(gr, svc, port, services, m => note(gr, m, false)));
+                Attach(gr, parent, (svc, port) => RouteBuilder.GrpcRules(gr, svc, port, services, routeFilters, m => note(gr, m, false)));
             }
         }
         foreach (var list in result.Values)
@@ -297,6 +313,10 @@ internal static class MeshTranslator
                 // EWMA is a Trellis proxy balancer; standard clients see round robin.
                 _ => EnvoyCluster.Types.LbPolicy.RoundRobin,
             };
+            if (lb.Algorithm == LoadBalancerAlgorithm.Ewma)
+            {
+                cluster.Metadata = TrellisMetadata(ExtensionNames.LbPolicyKey, ExtensionNames.EwmaLbPolicy);
+            }
         }
         if (spec.ConnectionPool is { } pool)
         {
@@ -307,6 +327,10 @@ internal static class MeshTranslator
             if (pool.MaxRetries is int rt) { t.MaxRetries = (uint)rt; }
             cluster.CircuitBreakers = new CircuitBreakers();
             cluster.CircuitBreakers.Thresholds.Add(t);
+            if (pool.MaxRequestsPerConnection is not null || pool.IdleTimeout is not null)
+            {
+                cluster.TypedExtensionProtocolOptions[ExtensionNames.UpstreamHttpProtocolOptions] = Any.Pack(UpstreamHttpOptions(pool));
+            }
         }
         if (spec.Retries?.BudgetPercent is int budget)
         {
@@ -331,6 +355,35 @@ internal static class MeshTranslator
             cluster.OutlierDetection = o;
         }
         return cluster;
+    }
+
+    /// <summary>Cluster metadata under the "trellis.dev" filter namespace: what only Trellis proxies read.</summary>
+    private static Metadata TrellisMetadata(string key, string value)
+    {
+        var fields = new Struct();
+        fields.Fields[key] = Value.ForString(value);
+        var metadata = new Metadata();
+        metadata.FilterMetadata[ExtensionNames.TrellisMetadata] = fields;
+        return metadata;
+    }
+
+    /// <summary>Upstream connection reuse limits. Envoy requires a protocol choice: keep the caller's protocol.</summary>
+    private static Envoy.Extensions.Upstreams.Http.V3.HttpProtocolOptions UpstreamHttpOptions(ConnectionPoolSettings pool)
+    {
+        var common = new HttpProtocolOptions();
+        if (pool.MaxRequestsPerConnection is int perConnection)
+        {
+            common.MaxRequestsPerConnection = (uint)perConnection;
+        }
+        if (pool.IdleTimeout is TimeSpan idle)
+        {
+            common.IdleTimeout = Duration.FromTimeSpan(idle);
+        }
+        return new Envoy.Extensions.Upstreams.Http.V3.HttpProtocolOptions
+        {
+            CommonHttpProtocolOptions = common,
+            UseDownstreamProtocolConfig = new Envoy.Extensions.Upstreams.Http.V3.HttpProtocolOptions.Types.UseDownstreamHttpConfig(),
+        };
     }
 
     /// <summary>

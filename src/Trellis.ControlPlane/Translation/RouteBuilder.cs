@@ -13,7 +13,7 @@ internal static class RouteBuilder
 {
     public static IEnumerable<(EnvoyRoute Route, int Order)> HttpRules(
         HttpRoute route, ApiService parent, ServicePort parentPort, Dictionary<(string, string), ApiService> services,
-        IReadOnlyList<TrafficPolicy> policies, Action<string> note)
+        IReadOnlyList<TrafficPolicy> policies, RouteFilters routeFilters, Action<string> note)
     {
         var ns = route.Metadata.Namespace;
         for (var ri = 0; ri < route.Spec.Rules.Count; ri++)
@@ -51,6 +51,7 @@ internal static class RouteBuilder
                 }
                 var envoyRoute = new EnvoyRoute { Name = $"{route.Metadata.Name}/{ri}/{mi}", Match = match };
                 ApplyFilters(envoyRoute, rule.Filters, note);
+                routeFilters.ApplyExtensionRefs(envoyRoute, route, rule.Filters, parentPort.Protocol, note);
                 if (envoyRoute.ActionCase == EnvoyRoute.ActionOneofCase.None)
                 {
                     envoyRoute.Route_ = Action(rule.BackendRefs, ns, parent, parentPort, services, note);
@@ -65,7 +66,7 @@ internal static class RouteBuilder
     }
 
     public static IEnumerable<(EnvoyRoute Route, int Order)> GrpcRules(
-        GrpcRoute route, ApiService parent, ServicePort parentPort, Dictionary<(string, string), ApiService> services, Action<string> note)
+        GrpcRoute route, ApiService parent, ServicePort parentPort, Dictionary<(string, string), ApiService> services, RouteFilters routeFilters, Action<string> note)
     {
         var ns = route.Metadata.Namespace;
         for (var ri = 0; ri < route.Spec.Rules.Count; ri++)
@@ -116,6 +117,7 @@ internal static class RouteBuilder
                 }
                 var envoyRoute = new EnvoyRoute { Name = $"{route.Metadata.Name}/{ri}/{mi}", Match = match };
                 ApplyFilters(envoyRoute, rule.Filters, note);
+                routeFilters.ApplyExtensionRefs(envoyRoute, route, rule.Filters, parentPort.Protocol, note);
                 if (envoyRoute.ActionCase == EnvoyRoute.ActionOneofCase.None)
                 {
                     envoyRoute.Route_ = Action(rule.BackendRefs, ns, parent, parentPort, services, note);
@@ -282,7 +284,7 @@ internal static class RouteBuilder
                     break;
                 case HttpRouteFilterType.URLRewrite:
                 case HttpRouteFilterType.ExtensionRef:
-                    break; // applied with the route action below, or by later kinds
+                    break; // applied with the route action (URLRewrite) or by RouteFilters (ExtensionRef)
                 default:
                     note($"filter {f.Type} has no settings; ignored");
                     break;

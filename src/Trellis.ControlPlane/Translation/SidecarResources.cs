@@ -111,7 +111,7 @@ internal sealed class SidecarResources
             StatPrefix = "outbound",
             Rds = new Rds { RouteConfigName = OutboundRouteName, ConfigSource = new ConfigSource { Ads = new AggregatedConfigSource(), ResourceApiVersion = Envoy.Config.Core.V3.ApiVersion.V3 } },
         };
-        hcm.HttpFilters.Add(RouterFilter());
+        hcm.HttpFilters.AddRange(RouteFilters.ChainFor(_virtualHosts));
         var listener = new Listener
         {
             Name = OutboundListenerName,
@@ -174,7 +174,7 @@ internal sealed class SidecarResources
 
     private static Address Socket(string ip, uint port) => new() { SocketAddress = new SocketAddress { Address = ip, PortValue = port } };
 
-    private static HttpFilter RouterFilter() => new() { Name = "envoy.filters.http.router", TypedConfig = Any.Pack(new Router()) };
+    private static HttpFilter RouterFilter() => new() { Name = Trellis.Xds.ExtensionNames.RouterFilter, TypedConfig = Any.Pack(new Router()) };
 
     private static Filter TcpFilter(string statPrefix, string cluster) =>
         new() { Name = "envoy.filters.network.tcp_proxy", TypedConfig = Any.Pack(new TcpProxy { StatPrefix = statPrefix, Cluster = cluster }) };

@@ -71,6 +71,7 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
                         }
                         connection = registry.Connect(node.Id, node.Cluster, protocol, context.Peer, node.UserAgentName, time.GetUtcNow());
                         view = ClientView.Of(node, options.ClusterName);
+                        connection.View = view;
                         XdsLog.StreamOpened(logger, protocol, connection.StreamId, connection.NodeId, context.Peer);
                     }
                     await stream.HandleRequestAsync(request, snapshot.ForClient(view), connection, logger).ConfigureAwait(false);

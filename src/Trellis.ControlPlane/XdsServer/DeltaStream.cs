@@ -79,6 +79,7 @@ internal sealed class DeltaStream(IServerStreamWriter<DeltaDiscoveryResponse> wr
         if (first || request.ResourceNamesSubscribe.Count > 0 || request.ResourceNamesUnsubscribe.Count > 0)
         {
             state.ReconciledWith = null;
+            connection.OnSubscribed(typeUrl, state.Wildcard, state.Names);
         }
         await SendAsync(typeUrl, state, snapshot, connection, logger).ConfigureAwait(false);
     }

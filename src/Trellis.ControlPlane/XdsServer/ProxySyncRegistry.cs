@@ -44,6 +44,30 @@ internal sealed class ProxyConnection(long streamId, string nodeId, string clust
     /// <summary>Snapshot version the stream last looked at (after sending whatever it needed).</summary>
     public string? SnapshotVersion { get; set; }
 
+    /// <summary>What the node's identity makes it see (role, service, locality); set when the stream learns the node.</summary>
+    public ClientView View { get; set; }
+
+    /// <summary>Records the proxy's current subscription to <paramref name="typeUrl"/>: wildcard, and the names asked for.</summary>
+    public void OnSubscribed(string typeUrl, bool wildcard, IEnumerable<string> names)
+    {
+        var list = names.Order(StringComparer.Ordinal).ToArray();
+        lock (_gate)
+        {
+            var t = Get(typeUrl);
+            t.Wildcard = wildcard;
+            t.Subscribed = list;
+        }
+    }
+
+    /// <summary>The subscription to <paramref name="typeUrl"/>, or null if the proxy never asked for that type.</summary>
+    public (bool Wildcard, IReadOnlyList<string> Names)? Subscription(string typeUrl)
+    {
+        lock (_gate)
+        {
+            return _types.TryGetValue(typeUrl, out var t) && t.Subscribed is { } names ? (t.Wildcard, names) : null;
+        }
+    }
+
     public void OnSent(string typeUrl, string version, string nonce, IReadOnlyList<string> names, DateTimeOffset now)
     {
         lock (_gate)
@@ -160,6 +184,8 @@ internal sealed class ProxyConnection(long streamId, string nodeId, string clust
         public string? NackError;
         public DateTimeOffset? NackedAt;
         public bool LastResponseNacked;
+        public bool Wildcard;
+        public IReadOnlyList<string>? Subscribed;
     }
 }
 
@@ -181,6 +207,10 @@ internal sealed class ProxySyncRegistry
     public int Count => _connections.Count;
 
     public IEnumerable<ProxyConnection> Connections => _connections.Values;
+
+    /// <summary>The newest stream of a node, if it is connected.</summary>
+    public ProxyConnection? Find(string nodeId) =>
+        _connections.Values.Where(c => c.NodeId == nodeId).MaxBy(c => c.StreamId);
 
     public IReadOnlyList<ProxyView> List(string? currentSnapshotVersion) =>
         _connections.Values.OrderBy(c => c.NodeId, StringComparer.Ordinal).ThenBy(c => c.StreamId)

@@ -44,6 +44,10 @@ internal sealed class SotwStream(IServerStreamWriter<DiscoveryResponse> writer, 
         }
 
         var changed = state.Update(typeUrl, request.ResourceNames, isNew);
+        if (changed || isNew)
+        {
+            connection.OnSubscribed(typeUrl, state.Wildcard, state.Names);
+        }
         if (nonce.Length == 0 || changed)
         {
             await SendAsync(typeUrl, state, snapshot, connection, logger, force: true).ConfigureAwait(false);

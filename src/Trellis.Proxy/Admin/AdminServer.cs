@@ -27,12 +27,30 @@ public sealed record RouteTableDump(string Name, IReadOnlyList<VirtualHostDump> 
 
 public sealed record VirtualHostDump(string Name, IReadOnlyList<string> Domains, IReadOnlyList<RouteDump> Routes);
 
-public sealed record RouteDump(string Name, string PathMatch, string Path, IReadOnlyList<WeightedClusterDump> Clusters, int? DirectResponseStatus, bool Redirect);
+public sealed record RouteDump(string Name, string PathMatch, string Path, IReadOnlyList<WeightedClusterDump> Clusters, int? DirectResponseStatus, bool Redirect)
+{
+    /// <summary>Header matches (":method" is the request method), then query parameter matches.</summary>
+    public IReadOnlyList<HeaderMatchDump>? Headers { get; init; }
+    public IReadOnlyList<HeaderMatchDump>? QueryParameters { get; init; }
+    public FaultDump? Fault { get; init; }
+    public RateLimitDump? RateLimit { get; init; }
+}
+
+public sealed record HeaderMatchDump(string Name, string? Exact, string? Regex, bool Invert);
+
+public sealed record FaultDump(double DelayPercent, double DelaySeconds, double AbortPercent, int AbortHttpStatus, int? AbortGrpcStatus);
+
+public sealed record RateLimitDump(int MaxTokens, int TokensPerFill, double FillIntervalSeconds);
+
+public sealed record CircuitBreakerDump(int MaxConnections, int MaxPendingRequests, int MaxRequests, int MaxRetries, double? RetryBudgetPercent);
 
 public sealed record WeightedClusterDump(string Cluster, int Weight);
 
 public sealed record ClusterDump(string Name, string LoadBalancer, double ConnectTimeoutSeconds, IReadOnlyList<EndpointDump> Endpoints)
 {
+    public CircuitBreakerDump? CircuitBreakers { get; init; }
+    public int? MaxRequestsPerConnection { get; init; }
+
     /// <summary>Requests in flight (null when the cluster has no runtime yet: no request used it).</summary>
     public int? ActiveRequests { get; init; }
 
@@ -195,14 +213,23 @@ public sealed class AdminServer : IAsyncDisposable
             .ToList();
         var routes = model.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal)
             .Select(r => new RouteTableDump(r.Name, [.. r.VirtualHosts.Select(v => new VirtualHostDump(v.Name, v.Domains,
-                [.. v.Routes.Select(x => new RouteDump(x.Name, x.Match.PathKind.ToString().ToLowerInvariant(), x.Match.Path,
-                    [.. x.Clusters.Select(c => new WeightedClusterDump(c.Cluster, c.Weight))], x.DirectResponseStatus, x.Redirect is not null))]))]))
+                [.. v.Routes.Select(Route)]))]))
             .ToList();
         return new ConfigDump(model.Version, _state.IsReady, _draining, new ConnectionDump(s.Connected, s.Address, s.LastError, s.Since, s.LastNack),
             listeners, routes, Clusters(model));
     }
 
     private static ChainDump Chain(FilterChainModel c) => new(c.Name, c.DestinationPort, c.RouteTableName, c.TcpCluster);
+
+    private static RouteDump Route(RouteModel x) =>
+        new(x.Name, x.Match.PathKind.ToString().ToLowerInvariant(), x.Match.Path,
+            [.. x.Clusters.Select(c => new WeightedClusterDump(c.Cluster, c.Weight))], x.DirectResponseStatus, x.Redirect is not null)
+        {
+            Headers = x.Match.Headers.Count == 0 ? null : [.. x.Match.Headers.Select(h => new HeaderMatchDump(h.Name, h.Exact, h.Regex, h.Invert))],
+            QueryParameters = x.Match.QueryParameters.Count == 0 ? null : [.. x.Match.QueryParameters.Select(h => new HeaderMatchDump(h.Name, h.Exact, h.Regex, h.Invert))],
+            Fault = x.Fault is { } f ? new FaultDump(f.DelayPercent, f.Delay.TotalSeconds, f.AbortPercent, f.AbortHttpStatus, f.AbortGrpcStatus) : null,
+            RateLimit = x.RateLimit is { } r ? new RateLimitDump(r.MaxTokens, r.TokensPerFill, r.FillInterval.TotalSeconds) : null,
+        };
 
     private List<ClusterDump> Clusters(ProxyModel model) =>
         [.. model.Clusters.Values.OrderBy(c => c.Name, StringComparer.Ordinal).Select(c => Cluster(c, _runtimes?.Find(c.Name)))];
@@ -237,6 +264,9 @@ public sealed class AdminServer : IAsyncDisposable
         }
         return new ClusterDump(c.Name, c.LoadBalancer.ToString(), c.ConnectTimeout.TotalSeconds, endpoints)
         {
+            CircuitBreakers = new CircuitBreakerDump(c.CircuitBreakers.MaxConnections, c.CircuitBreakers.MaxPendingRequests,
+                c.CircuitBreakers.MaxRequests, c.CircuitBreakers.MaxRetries, c.CircuitBreakers.RetryBudgetPercent),
+            MaxRequestsPerConnection = c.MaxRequestsPerConnection,
             ActiveRequests = runtime?.ActiveRequests,
             ActiveRetries = runtime?.ActiveRetries,
         };

@@ -45,9 +45,9 @@ internal sealed record CompileResult(
 }
 
 /// <summary>Envoy protos -> <see cref="ProxyModel"/>. Collects every error before deciding; protobuf stays in this folder.</summary>
-internal static class ModelCompiler
+internal static partial class ModelCompiler
 {
-    private static readonly FrozenSet<string> KnownHttpFilters = new[] { TypeUrls.Router, TypeUrls.HttpFault, TypeUrls.Rbac }.ToFrozenSet(StringComparer.Ordinal);
+    private static readonly FrozenSet<string> KnownHttpFilters = new[] { TypeUrls.Router, TypeUrls.HttpFault, TypeUrls.Rbac, TypeUrls.LocalRateLimit }.ToFrozenSet(StringComparer.Ordinal);
 
     private static readonly CircuitBreakerModel DefaultBreakers = new(1024, 1024, 1024, 3, null);
 
@@ -59,10 +59,12 @@ internal static class ModelCompiler
         var routeNames = new SortedSet<string>(StringComparer.Ordinal);
         var tcpClusters = new List<(string Listener, string Chain, string Cluster)>();
         var listeners = new Dictionary<string, ListenerModel>(StringComparer.Ordinal);
+        // Names of HTTP filters some connection manager marks is_optional: per-route configs for them may be ignored.
+        var optionalFilters = new HashSet<string>(StringComparer.Ordinal);
 
         foreach (var (name, entry) in resources.Listeners.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            var l = CompileListener(name, entry.Resource, errors, routes, routeNames, tcpClusters);
+            var l = CompileListener(name, entry.Resource, errors, routes, routeNames, tcpClusters, optionalFilters);
             if (l is not null)
             {
                 listeners[name] = l;
@@ -73,7 +75,7 @@ internal static class ModelCompiler
         {
             if (resources.Routes.TryGetValue(rdsName, out var rc))
             {
-                var table = CompileRouteTable($"route configuration {rdsName}", rdsName, rc.Resource, errors);
+                var table = CompileRouteTable($"route configuration {rdsName}", rdsName, rc.Resource, optionalFilters, errors);
                 routes[rdsName] = table;
             }
             else
@@ -135,7 +137,7 @@ internal static class ModelCompiler
     }
 
     private static ListenerModel? CompileListener(string name, Listener l, List<string> errors, Dictionary<string, RouteTable> routes,
-        SortedSet<string> routeNames, List<(string, string, string)> tcpClusters)
+        SortedSet<string> routeNames, List<(string, string, string)> tcpClusters, HashSet<string> optionalFilters)
     {
         var where = $"listener {name}";
         if (l.ApiListener is not null)
@@ -147,7 +149,7 @@ internal static class ModelCompiler
         var chains = new List<FilterChainModel>(l.FilterChains.Count);
         for (var i = 0; i < l.FilterChains.Count; i++)
         {
-            var c = CompileChain(where, $"filter_chains[{i}]", l.FilterChains[i], errors, routes, routeNames, tcpClusters);
+            var c = CompileChain(where, $"filter_chains[{i}]", l.FilterChains[i], errors, routes, routeNames, tcpClusters, optionalFilters);
             if (c is not null)
             {
                 chains.Add(c);
@@ -156,7 +158,7 @@ internal static class ModelCompiler
         FilterChainModel? defaultChain = null;
         if (l.DefaultFilterChain is not null)
         {
-            defaultChain = CompileChain(where, "default_filter_chain", l.DefaultFilterChain, errors, routes, routeNames, tcpClusters);
+            defaultChain = CompileChain(where, "default_filter_chain", l.DefaultFilterChain, errors, routes, routeNames, tcpClusters, optionalFilters);
         }
         if (chains.Count == 0 && defaultChain is null && l.FilterChains.Count == 0)
         {
@@ -176,7 +178,7 @@ internal static class ModelCompiler
     }
 
     private static FilterChainModel? CompileChain(string listenerWhere, string field, FilterChain chain, List<string> errors,
-        Dictionary<string, RouteTable> routes, SortedSet<string> routeNames, List<(string, string, string)> tcpClusters)
+        Dictionary<string, RouteTable> routes, SortedSet<string> routeNames, List<(string, string, string)> tcpClusters, HashSet<string> optionalFilters)
     {
         var where = $"{listenerWhere}: {field} '{chain.Name}'";
         var chainName = chain.Name.Length > 0 ? chain.Name : field;
@@ -205,9 +207,18 @@ internal static class ModelCompiler
             {
                 var hf = hcm.HttpFilters[i];
                 var hfType = hf.TypedConfig?.TypeUrl ?? "";
+                var hfWhere = $"{where}: http_connection_manager.http_filters[{i}] '{hf.Name}'";
+                if (hf.IsOptional)
+                {
+                    optionalFilters.Add(hf.Name);
+                }
                 if (!KnownHttpFilters.Contains(hfType) && !hf.IsOptional)
                 {
-                    errors.Add($"{where}: http_connection_manager.http_filters[{i}] '{hf.Name}': unsupported filter type '{hfType}' (not marked is_optional)");
+                    errors.Add($"{hfWhere}: unsupported filter type '{hfType}' (not marked is_optional)");
+                }
+                else if (!hf.IsOptional)
+                {
+                    CheckListenerWideFilter(hfWhere, hf.TypedConfig!, errors);
                 }
             }
             if (hcm.HttpFilters.Count == 0 || hcm.HttpFilters[^1].TypedConfig?.TypeUrl != TypeUrls.Router)
@@ -227,7 +238,7 @@ internal static class ModelCompiler
                     return new FilterChainModel(chainName, port, rdsName, null);
                 case HttpConnectionManager.RouteSpecifierOneofCase.RouteConfig:
                     var inlineName = hcm.RouteConfig.Name.Length > 0 ? hcm.RouteConfig.Name : $"{listenerWhere["listener ".Length..]}|{chainName}";
-                    routes[inlineName] = CompileRouteTable($"{where}: http_connection_manager.route_config", inlineName, hcm.RouteConfig, errors);
+                    routes[inlineName] = CompileRouteTable($"{where}: http_connection_manager.route_config", inlineName, hcm.RouteConfig, optionalFilters, errors);
                     return new FilterChainModel(chainName, port, inlineName, null);
                 default:
                     errors.Add($"{where}: http_connection_manager has neither rds nor route_config");
@@ -249,7 +260,7 @@ internal static class ModelCompiler
         return null;
     }
 
-    private static RouteTable CompileRouteTable(string where, string name, RouteConfiguration rc, List<string> errors)
+    private static RouteTable CompileRouteTable(string where, string name, RouteConfiguration rc, IReadOnlySet<string> optionalFilters, List<string> errors)
     {
         var vhosts = new List<VirtualHostModel>(rc.VirtualHosts.Count);
         foreach (var vh in rc.VirtualHosts)
@@ -262,7 +273,7 @@ internal static class ModelCompiler
             var list = new List<RouteModel>(vh.Routes.Count);
             for (var i = 0; i < vh.Routes.Count; i++)
             {
-                var r = CompileRoute($"{vwhere}: routes[{i}]", vh.Name, i, vh.Routes[i], errors);
+                var r = CompileRoute($"{vwhere}: routes[{i}]", vh.Name, i, vh.Routes[i], optionalFilters, errors);
                 if (r is not null)
                 {
                     list.Add(r);
@@ -273,10 +284,12 @@ internal static class ModelCompiler
         return new RouteTable(name, vhosts);
     }
 
-    private static RouteModel? CompileRoute(string where, string vhost, int index, Route r, List<string> errors)
+    private static RouteModel? CompileRoute(string where, string vhost, int index, Route r, IReadOnlySet<string> optionalFilters, List<string> errors)
     {
         var name = r.Name.Length > 0 ? r.Name : $"{vhost}/{index.ToString(CultureInfo.InvariantCulture)}";
         where = $"{where} '{name}'";
+        // Match models compile their regexes when built: build none once a pattern was found bad.
+        var errorsBefore = errors.Count;
         var m = r.Match;
         if (m is null)
         {
@@ -308,7 +321,10 @@ internal static class ModelCompiler
             {
                 case HeaderMatcher.HeaderMatchSpecifierOneofCase.StringMatch:
                     var (exact, regex) = StringMatch(hwhere + ".string_match", h.StringMatch, errors);
-                    headers.Add(new HeaderMatchModel(h.Name, exact, regex, h.InvertMatch));
+                    if (errors.Count == errorsBefore)
+                    {
+                        headers.Add(new HeaderMatchModel(h.Name, exact, regex, h.InvertMatch));
+                    }
                     break;
                 case HeaderMatcher.HeaderMatchSpecifierOneofCase.PresentMatch:
                     headers.Add(new HeaderMatchModel(h.Name, null, "^.*$", h.InvertMatch != !h.PresentMatch));
@@ -326,19 +342,27 @@ internal static class ModelCompiler
             if (q.QueryParameterMatchSpecifierCase == QueryParameterMatcher.QueryParameterMatchSpecifierOneofCase.StringMatch)
             {
                 var (exact, regex) = StringMatch(qwhere + ".string_match", q.StringMatch, errors);
-                queries.Add(new HeaderMatchModel(q.Name, exact, regex, false));
+                if (errors.Count == errorsBefore)
+                {
+                    queries.Add(new HeaderMatchModel(q.Name, exact, regex, false));
+                }
             }
             else
             {
                 queries.Add(new HeaderMatchModel(q.Name, null, "^.*$", !q.PresentMatch));
             }
         }
+        if (errors.Count > errorsBefore)
+        {
+            return null;
+        }
         var match = new RouteMatchModel(kind, path, headers, queries);
 
         var clusters = new List<WeightedClusterModel>();
         TimeSpan? timeout = null;
         RetryPolicyModel? retry = null;
-        string? prefixRewrite = null, hostRewrite = null, hashHeader = null;
+        string? prefixRewrite = null, hostRewrite = null, hashHeader = null, hashCookie = null, directBody = null;
+        var hashSourceIp = false;
         RedirectModel? redirect = null;
         int? direct = null;
         switch (r.ActionCase)
@@ -377,10 +401,17 @@ internal static class ModelCompiler
                 hostRewrite = a.HostRewriteSpecifierCase == RouteAction.HostRewriteSpecifierOneofCase.HostRewriteLiteral ? a.HostRewriteLiteral : null;
                 foreach (var hp in a.HashPolicy)
                 {
-                    if (hp.PolicySpecifierCase == RouteAction.Types.HashPolicy.PolicySpecifierOneofCase.Header)
+                    switch (hp.PolicySpecifierCase)
                     {
-                        hashHeader = hp.Header.HeaderName;
-                        break;
+                        case RouteAction.Types.HashPolicy.PolicySpecifierOneofCase.Header:
+                            hashHeader ??= hp.Header.HeaderName;
+                            break;
+                        case RouteAction.Types.HashPolicy.PolicySpecifierOneofCase.Cookie:
+                            hashCookie ??= hp.Cookie.Name;
+                            break;
+                        case RouteAction.Types.HashPolicy.PolicySpecifierOneofCase.ConnectionProperties:
+                            hashSourceIp |= hp.ConnectionProperties.SourceIp;
+                            break;
                     }
                 }
                 break;
@@ -410,14 +441,23 @@ internal static class ModelCompiler
                 {
                     errors.Add($"{where}: direct_response.status {direct} is not an HTTP status");
                 }
+                directBody = DirectResponseBody($"{where}: direct_response.body", r.DirectResponse.Body, errors);
                 break;
             default:
                 errors.Add($"{where}: unsupported action {r.ActionCase}");
                 return null;
         }
+        var (fault, rateLimit) = CompilePerFilterConfigs(where, r.TypedPerFilterConfig, optionalFilters, errors);
         return new RouteModel(name, match, clusters, timeout, retry, prefixRewrite, hostRewrite,
             Mutations(r.RequestHeadersToAdd), [.. r.RequestHeadersToRemove], Mutations(r.ResponseHeadersToAdd), [.. r.ResponseHeadersToRemove],
-            redirect, direct, hashHeader);
+            redirect, direct, hashHeader)
+        {
+            HashCookie = hashCookie,
+            HashSourceIp = hashSourceIp,
+            Fault = fault,
+            RateLimit = rateLimit,
+            DirectResponseBody = directBody,
+        };
     }
 
     private static List<HeaderMutation> Mutations(IEnumerable<HeaderValueOption> options) =>
@@ -517,7 +557,12 @@ internal static class ModelCompiler
                 o.Interval?.ToTimeSpan() ?? TimeSpan.FromSeconds(10), o.BaseEjectionTime?.ToTimeSpan() ?? TimeSpan.FromSeconds(30),
                 (int)(o.MaxEjectionPercent ?? 10));
         }
-        return new ClusterModel(name, lb.Value, c.ConnectTimeout?.ToTimeSpan() ?? TimeSpan.FromSeconds(5), endpoints, breakers, outlier);
+        if (IsEwma(c.Metadata))
+        {
+            lb = LoadBalancerKind.Ewma;
+        }
+        var model = new ClusterModel(name, lb.Value, c.ConnectTimeout?.ToTimeSpan() ?? TimeSpan.FromSeconds(5), endpoints, breakers, outlier);
+        return ApplyProtocolOptions(where, model, c.TypedExtensionProtocolOptions, errors);
     }
 
     private static List<EndpointModel> CompileEndpoints(string where, ClusterLoadAssignment cla, List<string> errors)

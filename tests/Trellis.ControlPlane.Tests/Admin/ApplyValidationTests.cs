@@ -72,6 +72,21 @@ public sealed class ApplyValidationTests : IAsyncLifetime
             7, 55, "spec.rules[0].matches[0].path.value", "nested"
         },
         {
+            "missing extensionRef",
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{kind: Service, name: greeter}]\n  rules:\n  - matches: [{path: {value: /f}}]\n    filters: [{type: ExtensionRef, extensionRef: {group: trellis.dev, kind: FaultInjection, name: chaos}}]\n",
+            8, 99, "spec.rules[0].filters[0].extensionRef.name", "FaultInjection \"chaos\" not found"
+        },
+        {
+            "fault percent",
+            "apiVersion: trellis.dev/v1alpha1\nkind: FaultInjection\nmetadata: {name: f}\nspec:\n  abort: {percent: 150, httpStatus: 503}\n",
+            5, 20, "spec.abort.percent", "0-100"
+        },
+        {
+            "rate limit fill",
+            "apiVersion: trellis.dev/v1alpha1\nkind: RateLimit\nmetadata: {name: l}\nspec:\n  tokenBucket: {maxTokens: 10, fillInterval: 1ms}\n",
+            5, 46, "spec.tokenBucket.fillInterval", "50ms or more"
+        },
+        {
             "hostname address",
             "apiVersion: trellis.dev/v1alpha1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec: {address: vm1.example, labels: {app: greeter}}\n",
             4, 17, "spec.address", "IP"
@@ -115,6 +130,45 @@ public sealed class ApplyValidationTests : IAsyncLifetime
         Assert.False(body["ok"]!.GetValue<bool>());
         Assert.Equal(before, await store.GetRevisionAsync());
         Assert.Null(await store.GetAsync(new ResourceKey("Service", "default", "good")));
+    }
+
+    [Fact]
+    public async Task Apply_FaultInjectionAndRateLimit_ListedAndReadBackWithStatus()
+    {
+        await _cp.ApplyAsync("""
+            apiVersion: trellis.dev/v1alpha1
+            kind: FaultInjection
+            metadata: {name: chaos}
+            spec: {abort: {percent: 5, httpStatus: 503}}
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: RateLimit
+            metadata: {name: calm}
+            spec:
+              targetRef: {kind: Service, name: greeter}
+              tokenBucket: {maxTokens: 10, fillInterval: 1s}
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: faulty}
+            spec:
+              parentRefs: [{kind: Service, name: greeter, port: 50051}]
+              rules:
+              - matches: [{path: {value: /f}}]
+                filters: [{type: ExtensionRef, extensionRef: {group: trellis.dev, kind: FaultInjection, name: chaos}}]
+                backendRefs: [{kind: Service, name: greeter, port: 50051}]
+            """, "filters.yaml");
+
+        var faults = (await _cp.GetJsonAsync("api/v1/resources/faultinjections"))["items"]!.AsArray();
+        var chaos = Assert.Single(faults)!;
+        Assert.Equal(503, chaos["spec"]!["abort"]!["httpStatus"]!.GetValue<int>());
+        Assert.True(chaos["status"]!["accepted"]!.GetValue<bool>());
+        var calm = await _cp.GetJsonAsync("api/v1/resources/ratelimit/calm");
+        Assert.Equal("1s", calm["spec"]!["tokenBucket"]!["fillInterval"]!.GetValue<string>());
+        Assert.True(calm["status"]!["accepted"]!.GetValue<bool>(), calm.ToJsonString());
+        using var missing = await _cp.Http.GetAsync("api/v1/resources/rl/nope");
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Contains("trellis get ratelimits -A", await missing.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]

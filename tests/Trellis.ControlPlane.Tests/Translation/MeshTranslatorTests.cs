@@ -16,17 +16,21 @@ public sealed class MeshTranslatorTests
 {
     private static readonly DateTimeOffset Now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
-    private static MeshInputs Inputs(string yaml)
+    internal static MeshInputs Inputs(string yaml)
     {
         var read = ResourceReader.Read(yaml, "t.yaml");
         Assert.True(read.Ok, string.Join("\n", read.Errors));
         var all = read.Resources.Select(r => r.Resource).ToList();
         return new MeshInputs(all.OfType<Service>().ToList(), all.OfType<WorkloadEntry>().ToList(), all.OfType<HttpRoute>().ToList(),
             all.OfType<GrpcRoute>().ToList(), all.OfType<TcpRoute>().ToList(), all.OfType<TrafficPolicy>().ToList(),
-            all.OfType<MeshConfig>().FirstOrDefault(), [], "primary", Now);
+            all.OfType<MeshConfig>().FirstOrDefault(), [], "primary", Now)
+        {
+            FaultInjections = all.OfType<FaultInjection>().ToList(),
+            RateLimits = all.OfType<RateLimit>().ToList(),
+        };
     }
 
-    private const string Base = """
+    internal const string Base = """
         apiVersion: trellis.dev/v1alpha1
         kind: Service
         metadata: {name: greeter}
@@ -60,7 +64,7 @@ public sealed class MeshTranslatorTests
 
     private static ClientView Proxyless(string region, string zone) => new(new ClientLocality(region, zone, "primary"), ClientRole.Proxyless, "", "");
 
-    private static T One<T>(XdsSnapshot s, string typeUrl, string name) where T : Google.Protobuf.IMessage<T>, new() =>
+    internal static T One<T>(XdsSnapshot s, string typeUrl, string name) where T : Google.Protobuf.IMessage<T>, new() =>
         s.Get(typeUrl).Items[name].Any.Unpack<T>();
 
     [Fact]

@@ -123,7 +123,6 @@ public sealed class PolicyTests
             metadata: [[name: greeter]]
             spec: [[targetRef: [[kind: Service, name: greeter]], retries: [[attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms]]]]
             """));
-        await web.WaitForConfigAsync(c => c.Contains("\"retry", StringComparison.Ordinal) || true, "retry policy");
         await Eventually.WaitAsync(async () => (await SendAsync(http, url, 10)).All(r => r.Status == 200), "retries to take effect", TimeSpan.FromSeconds(30));
 
         var with = await SendAsync(http, url, 200, parallel: 4);
