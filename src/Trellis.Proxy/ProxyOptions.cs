@@ -16,7 +16,7 @@ public sealed class ProxyOptions
                              [--app-port PORT] [--inbound [ADDR:]PORT]
                              [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--transparent]
                              [--admin 127.0.0.1:15000] [--join TOKEN] [--wait-ready] [--node ID]
-                             [--xds-protocol delta|sotw]
+                             [--xds-protocol delta|sotw] [--protocol-detection-timeout DURATION]
           --service NAME         the service this sidecar serves (required)
           -n, --namespace NS     its namespace (default: default)
           --control-plane LIST   control-plane gRPC addresses, tried in order (default 127.0.0.1:15010)
@@ -29,6 +29,9 @@ public sealed class ProxyOptions
           --wait-ready           print "ready" on stdout once the first complete config is applied
           --node ID              node id (default NAME.NS~HOST~PID)
           --xds-protocol MODE    delta (default) or sotw
+          --protocol-detection-timeout DURATION
+                                 how long a new connection may stay silent before it is taken for a
+                                 server-first TCP protocol (default 100ms; e.g. 250ms, 1s)
         """;
 
     public required string Service { get; init; }
@@ -43,6 +46,9 @@ public sealed class ProxyOptions
     public bool WaitReady { get; init; }
     public string? Node { get; init; }
     public XdsProtocol Protocol { get; init; } = XdsProtocol.Delta;
+
+    /// <summary>How long detection waits for a new connection's first bytes before it relays it as opaque TCP.</summary>
+    public TimeSpan ProtocolDetectionTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>On SIGTERM, how long connections in flight may take to finish after the listeners close.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -65,6 +71,7 @@ public static class ProxyOptionsParser
         var upstreams = new List<UpstreamOption>();
         bool transparent = false, waitReady = false;
         var protocol = XdsProtocol.Delta;
+        TimeSpan? detectionTimeout = null;
 
         for (var i = 0; i < args.Count; i++)
         {
@@ -209,6 +216,22 @@ public static class ProxyOptionsParser
                         }
                         break;
                     }
+                case "--protocol-detection-timeout":
+                    {
+                        var v = Value();
+                        if (error is null)
+                        {
+                            if (TryDuration(v, out var d) && d > TimeSpan.Zero)
+                            {
+                                detectionTimeout = d;
+                            }
+                            else
+                            {
+                                error = $"--protocol-detection-timeout: expected a positive duration such as 100ms, 1s or 1m, got '{v}'";
+                            }
+                        }
+                        break;
+                    }
                 default:
                     error = $"unknown flag '{args[i]}' (see --help)";
                     break;
@@ -243,6 +266,7 @@ public static class ProxyOptionsParser
             WaitReady = waitReady,
             Node = node,
             Protocol = protocol,
+            ProtocolDetectionTimeout = detectionTimeout ?? TimeSpan.FromMilliseconds(100),
         };
         return new(options, false, null);
     }
@@ -260,6 +284,37 @@ public static class ProxyOptionsParser
                 return false;
             }
         }
+        return true;
+    }
+
+    /// <summary>A duration: a decimal number with a unit, ms, s, m or h (e.g. 100ms, 1.5s, 2m).</summary>
+    internal static bool TryDuration(string s, out TimeSpan duration)
+    {
+        duration = default;
+        var unitStart = s.Length;
+        while (unitStart > 0 && char.IsAsciiLetterLower(s[unitStart - 1]))
+        {
+            unitStart--;
+        }
+        var scale = s[unitStart..] switch
+        {
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => 0.0,
+        };
+        if (scale == 0 || unitStart == 0 ||
+            !double.TryParse(s.AsSpan(0, unitStart), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+        {
+            return false;
+        }
+        var ms = number * scale;
+        if (ms > TimeSpan.FromDays(1).TotalMilliseconds)
+        {
+            return false;
+        }
+        duration = TimeSpan.FromMilliseconds(ms);
         return true;
     }
 
