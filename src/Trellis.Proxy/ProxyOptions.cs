@@ -14,7 +14,8 @@ public sealed class ProxyOptions
     public const string Usage = """
         usage: trellis-proxy --service NAME [-n NS] [--control-plane HOST:PORT[,HOST:PORT...]]
                              [--app-port PORT] [--inbound [ADDR:]PORT]
-                             [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--transparent]
+                             [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--outbound [ADDR:]PORT]
+                             [--transparent]
                              [--admin 127.0.0.1:15000] [--join TOKEN] [--wait-ready] [--node ID]
                              [--xds-protocol delta|sotw] [--protocol-detection-timeout DURATION]
           --service NAME         the service this sidecar serves (required)
@@ -23,6 +24,8 @@ public sealed class ProxyOptions
           --app-port PORT        inbound: forward accepted calls to 127.0.0.1:PORT
           --inbound [ADDR:]PORT  where mesh traffic for this workload arrives (default 15006)
           --upstream SPEC        explicit outbound listener, repeatable
+          --outbound [ADDR:]PORT shared outbound listener (default off; ADDR defaults to 127.0.0.1): HTTP
+                                 requests on it are routed by their Host header through the mesh's routes
           --transparent          use capture ports 15001/15006 (after `trellis iptables apply`)
           --admin ADDR:PORT      admin endpoint (default 127.0.0.1:15000)
           --join TOKEN           join token
@@ -32,6 +35,8 @@ public sealed class ProxyOptions
           --protocol-detection-timeout DURATION
                                  how long a new connection may stay silent before it is taken for a
                                  server-first TCP protocol (default 100ms; e.g. 250ms, 1s)
+        Run with DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (`trellis proxy` sets it): socket completions
+        then run on the I/O thread, which the proxy's data path is written for.
         """;
 
     public required string Service { get; init; }
@@ -40,6 +45,9 @@ public sealed class ProxyOptions
     public int? AppPort { get; init; }
     public IPEndPoint Inbound { get; init; } = new(IPAddress.Any, 15006);
     public IReadOnlyList<UpstreamOption> Upstreams { get; init; } = [];
+
+    /// <summary>The shared outbound listener (routes HTTP by Host), or null when off.</summary>
+    public IPEndPoint? Outbound { get; init; }
     public bool Transparent { get; init; }
     public IPEndPoint Admin { get; init; } = new(IPAddress.Loopback, 15000);
     public string? JoinToken { get; init; }
@@ -67,7 +75,7 @@ public static class ProxyOptionsParser
         string? service = null, ns = null, node = null, join = null;
         IReadOnlyList<DnsEndPoint>? cps = null;
         int? appPort = null;
-        IPEndPoint? inbound = null, admin = null;
+        IPEndPoint? inbound = null, admin = null, outbound = null;
         var upstreams = new List<UpstreamOption>();
         bool transparent = false, waitReady = false;
         var protocol = XdsProtocol.Delta;
@@ -158,6 +166,15 @@ public static class ProxyOptionsParser
                         if (error is null && !TryAddrPort(v, IPAddress.Any, out inbound))
                         {
                             error = $"--inbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got '{v}'";
+                        }
+                        break;
+                    }
+                case "--outbound":
+                    {
+                        var v = Value();
+                        if (error is null && !TryAddrPort(v, IPAddress.Loopback, out outbound))
+                        {
+                            error = $"--outbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got '{v}'";
                         }
                         break;
                     }
@@ -260,6 +277,7 @@ public static class ProxyOptionsParser
             AppPort = appPort,
             Inbound = inbound ?? new IPEndPoint(IPAddress.Any, 15006),
             Upstreams = resolvedUpstreams,
+            Outbound = outbound,
             Transparent = transparent,
             Admin = admin ?? new IPEndPoint(IPAddress.Loopback, 15000),
             JoinToken = join,

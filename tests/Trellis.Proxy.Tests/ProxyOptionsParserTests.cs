@@ -32,7 +32,7 @@ public sealed class ProxyOptionsParserTests
             "--service", "web", "-n", "shop", "--control-plane", "10.0.0.1:15010,cp2:16010", "--app-port", "8080",
             "--inbound", "127.0.0.1:16006", "--upstream", "greeter:50051=9001", "--upstream", "db.data:5432=127.0.0.2:9002",
             "--transparent", "--admin", "127.0.0.1:16000", "--wait-ready", "--node", "n1", "--xds-protocol", "sotw", "--join", "tok",
-            "--protocol-detection-timeout", "250ms",
+            "--protocol-detection-timeout", "250ms", "--outbound", "15001",
         ]);
 
         Assert.Null(r.Error);
@@ -50,6 +50,24 @@ public sealed class ProxyOptionsParserTests
         Assert.Equal(XdsProtocol.Sotw, o.Protocol);
         Assert.Equal("tok", o.JoinToken);
         Assert.Equal(TimeSpan.FromMilliseconds(250), o.ProtocolDetectionTimeout);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 15001), o.Outbound);
+    }
+
+    [Fact]
+    public void ListenerTargets_Outbound_RoutesByHostWithNeitherClusterNorFixedAddress()
+    {
+        var o = ProxyOptionsParser.Parse(["--service", "web", "--outbound", "127.0.0.2:15001", "--upstream", "db:5432=9002", "--app-port", "8080"]).Options!;
+
+        var targets = ProxyMain.ListenerTargets(o).ToList();
+
+        Assert.Null(ProxyOptionsParser.Parse(["--service", "web"]).Options!.Outbound);
+        Assert.Equal(3, targets.Count);
+        var outbound = Assert.Single(targets, t => t.Name == "outbound");
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 15001), outbound.Listen);
+        Assert.Null(outbound.Cluster);
+        Assert.Null(outbound.Fixed);
+        Assert.Equal("db.default:5432", targets[0].Cluster);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 8080), targets[2].Fixed);
     }
 
     [Theory]
@@ -104,6 +122,7 @@ public sealed class ProxyOptionsParserTests
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "0s" }, "--protocol-detection-timeout: expected a positive duration")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "-1s" }, "--protocol-detection-timeout")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "5d" }, "--protocol-detection-timeout: expected a positive duration")]
+    [InlineData(new[] { "--service", "web", "--outbound", "host:15001" }, "--outbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got 'host:15001'")]
     [InlineData(new[] { "--service", "web", "--bogus" }, "unknown flag '--bogus'")]
     [InlineData(new[] { "--service", "web", "--admin", "--wait-ready" }, "--admin needs a value")]
     public void Parse_BadFlag_ErrorNamesFlagAndExpectation(string[] args, string expected)
