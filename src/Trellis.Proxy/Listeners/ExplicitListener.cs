@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Telemetry;
@@ -130,6 +131,13 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 var prefix = buffer.AsMemory(0, detected.Length);
                 switch (detected.Protocol)
                 {
+                    case DetectedProtocol.Http1:
+                        var http1 = new Http1Connection(client, prefix, _target, _model, _services, _logger, IdleTimeout, ConnectTimeoutDefault, _stop.Token);
+                        await using (http1.ConfigureAwait(false))
+                        {
+                            await http1.RunAsync().ConfigureAwait(false);
+                        }
+                        break;
                     case DetectedProtocol.Http2 when _http2 is not null:
                         var connection = new DownstreamConnection(client, prefix, DetectedProtocol.Http2, _target, _model.Current, null);
                         await _http2.ServeAsync(connection, _stop.Token).ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Policies;
 
 namespace Trellis.Proxy.Listeners;
@@ -15,6 +16,7 @@ internal sealed class ListenerServices
         Policies = policies;
         Time = time;
         Random = random;
+        Pools = new UpstreamPools(time, TimeSpan.FromSeconds(5));
     }
 
     /// <summary>Production defaults: the system clock and the shared random source.</summary>
@@ -25,6 +27,9 @@ internal sealed class ListenerServices
     public RoutePolicies Policies { get; }
     public TimeProvider Time { get; }
     public Random Random { get; }
+
+    /// <summary>Upstream keep-alive connections of the HTTP/1.1 path, per cluster.</summary>
+    public UpstreamPools Pools { get; }
 
     /// <summary>How long a new connection may stay silent before it is relayed as opaque TCP (--protocol-detection-timeout).</summary>
     public TimeSpan DetectionTimeout { get; init; } = TimeSpan.FromMilliseconds(100);

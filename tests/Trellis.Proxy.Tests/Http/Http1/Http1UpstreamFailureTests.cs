@@ -1,0 +1,224 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using Trellis.Proxy.Model;
+using Trellis.Testing;
+using Xunit;
+using static Trellis.Proxy.Tests.Http.Http1.TestModels;
+
+namespace Trellis.Proxy.Tests.Http.Http1;
+
+public sealed class Http1UpstreamFailureTests
+{
+    private const string Get = "GET / HTTP/1.1\r\nHost: web\r\n\r\n";
+
+    [Fact]
+    public async Task Upstream_HangsPastTheRouteTimeout_Answers504UpstreamTimeout()
+    {
+        var clock = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
+        var hung = new TaskCompletionSource();
+        await using var backend = new TestBackend(async (r, x) =>
+        {
+            hung.TrySetResult();
+            await Task.Delay(Timeout.Infinite, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        });
+        var route = Route("r", "/", "web") with { Timeout = TimeSpan.FromSeconds(3) };
+        await using var proxy = new TestProxy(State(ModelOf([route], Cluster("web", backend.EndPoint))), clock: clock);
+        using var client = await proxy.ConnectAsync();
+
+        await client.SendAsync(Get);
+        await hung.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        clock.Advance(TimeSpan.FromSeconds(2.9));
+        Assert.False(client.Stream.DataAvailable);
+        clock.Advance(TimeSpan.FromSeconds(0.1));
+        var response = await client.ReadResponseAsync();
+
+        Assert.Equal(504, response.Status);
+        Assert.Equal("upstream_timeout", response.Header("x-trellis-error"));
+        // The hung upstream connection is not reused: the next request opens another.
+        var next = client.RoundTripAsync(Get);
+        await backend.NextRequestAsync();
+        await backend.NextRequestAsync();
+        Assert.Equal(2, backend.Connections);
+        clock.Advance(TimeSpan.FromSeconds(3));
+        Assert.Equal(504, (await next).Status);
+    }
+
+    [Fact]
+    public async Task Upstream_ResetsBeforeAnswering_Answers503UpstreamReset()
+    {
+        await using var backend = new TestBackend((r, x) =>
+        {
+            x.Reset();
+            return Task.CompletedTask;
+        });
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync(Get);
+
+        Assert.Equal(503, response.Status);
+        Assert.Equal("upstream_reset", response.Header("x-trellis-error"));
+        Assert.Contains("closed or reset", response.Body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Upstream_MalformedResponse_Answers502UpstreamProtocolError()
+    {
+        await using var backend = new TestBackend((r, x) => x.WriteAsync("HTTP/1.1 2xx Nope\r\n\r\n"));
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync(Get);
+
+        Assert.Equal(502, response.Status);
+        Assert.Equal("upstream_protocol_error", response.Header("x-trellis-error"));
+    }
+
+    [Fact]
+    public async Task Upstream_ConnectionRefused_Answers503UpstreamConnectFailure()
+    {
+        // A port that was just bound and released: nothing listens there.
+        var free = new TcpListener(IPAddress.Loopback, 0);
+        free.Start();
+        var closedPort = (IPEndPoint)free.LocalEndpoint;
+        free.Stop();
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", closedPort))));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync(Get);
+
+        Assert.Equal(503, response.Status);
+        Assert.Equal("upstream_connect_failure", response.Header("x-trellis-error"));
+        // The connection to the client stays usable.
+        Assert.Equal(503, (await client.RoundTripAsync(Get)).Status);
+    }
+
+    [Fact]
+    public async Task Pool_AtMaxConnectionsWithNoRoomToWait_Answers503CircuitOpen()
+    {
+        var release = new TaskCompletionSource();
+        await using var backend = new TestBackend(async (r, x) =>
+        {
+            if (r.Target == "/slow")
+            {
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            await x.OkAsync("ok");
+        });
+        var cluster = Cluster("web", backend.EndPoint) with { CircuitBreakers = new CircuitBreakerModel(MaxConnections: 1, MaxPendingRequests: 0, 1024, 3, null) };
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], cluster)));
+        using var first = await proxy.ConnectAsync();
+        using var second = await proxy.ConnectAsync();
+
+        await first.SendAsync("GET /slow HTTP/1.1\r\nHost: web\r\n\r\n");
+        await backend.NextRequestAsync();
+        var rejected = await second.RoundTripAsync(Get);
+
+        Assert.Equal(503, rejected.Status);
+        Assert.Equal("circuit_open", rejected.Header("x-trellis-error"));
+        release.SetResult();
+        Assert.Equal(200, (await first.ReadResponseAsync()).Status);
+        Assert.Equal(200, (await second.RoundTripAsync(Get)).Status);
+        Assert.Equal(1, backend.Connections);
+    }
+
+    [Fact]
+    public async Task Pool_AtMaxConnections_APendingRequestWaitsForTheConnection()
+    {
+        var release = new TaskCompletionSource();
+        await using var backend = new TestBackend(async (r, x) =>
+        {
+            if (r.Target == "/slow")
+            {
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            await x.OkAsync(r.Target);
+        });
+        var cluster = Cluster("web", backend.EndPoint) with { CircuitBreakers = new CircuitBreakerModel(MaxConnections: 1, MaxPendingRequests: 1, 1024, 3, null) };
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], cluster)));
+        using var first = await proxy.ConnectAsync();
+        using var second = await proxy.ConnectAsync();
+        using var third = await proxy.ConnectAsync();
+
+        await first.SendAsync("GET /slow HTTP/1.1\r\nHost: web\r\n\r\n");
+        await backend.NextRequestAsync();
+        await second.SendAsync("GET /waiting HTTP/1.1\r\nHost: web\r\n\r\n");
+        await Eventually.WaitAsync(() => proxy.Services.Pools.For("web").Pending == 1, "the second request to wait for the connection");
+        var rejected = await third.RoundTripAsync(Get);
+        Assert.Equal("circuit_open", rejected.Header("x-trellis-error"));
+
+        release.SetResult();
+        Assert.Equal("/slow", (await first.ReadResponseAsync()).Body);
+        Assert.Equal("/waiting", (await second.ReadResponseAsync()).Body);
+        Assert.Equal(1, backend.Connections);
+    }
+
+    [Fact]
+    public async Task Cluster_MaxRequestsReached_Answers503CircuitOpen()
+    {
+        var release = new TaskCompletionSource();
+        await using var backend = new TestBackend(async (r, x) =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await x.OkAsync("ok");
+        });
+        var cluster = Cluster("web", backend.EndPoint) with { CircuitBreakers = new CircuitBreakerModel(1024, 1024, MaxRequests: 1, 3, null) };
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], cluster)));
+        using var first = await proxy.ConnectAsync();
+        using var second = await proxy.ConnectAsync();
+
+        await first.SendAsync(Get);
+        await backend.NextRequestAsync();
+        var rejected = await second.RoundTripAsync(Get);
+        release.SetResult();
+
+        Assert.Equal(503, rejected.Status);
+        Assert.Equal("circuit_open", rejected.Header("x-trellis-error"));
+        Assert.Equal(200, (await first.ReadResponseAsync()).Status);
+    }
+
+    [Fact]
+    public async Task Metrics_RequestsAreCountedByListenerAndStatus()
+    {
+        await using var backend = new TestBackend();
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/api", "web")], Cluster("web", backend.EndPoint))));
+        var codes = new List<string>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) =>
+        {
+            if (i.Meter.Name == "Trellis.Proxy" && i.Name == "trellis_proxy_http_requests_total")
+            {
+                l.EnableMeasurementEvents(i);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            string? name = null, code = null;
+            foreach (var t in tags)
+            {
+                name = t.Key == "listener" ? (string?)t.Value : name;
+                code = t.Key == "code" ? (string?)t.Value : code;
+            }
+            if (name == "test")
+            {
+                lock (codes)
+                {
+                    codes.Add(code!);
+                }
+            }
+        });
+        listener.Start();
+        using var client = await proxy.ConnectAsync();
+
+        await client.RoundTripAsync("GET /api HTTP/1.1\r\nHost: web\r\n\r\n");
+        await client.RoundTripAsync("GET /nope HTTP/1.1\r\nHost: web\r\n\r\n");
+
+        await Eventually.WaitAsync(() => { lock (codes) { return codes.Count >= 2; } }, "two request measurements");
+        lock (codes)
+        {
+            Assert.Contains("200", codes);
+            Assert.Contains("404", codes);
+        }
+    }
+}
