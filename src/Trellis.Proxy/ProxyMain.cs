@@ -104,6 +104,7 @@ public static partial class ProxyMain
             }
             await stop.CancelAsync().ConfigureAwait(false);
             await adsTask.ConfigureAwait(false);
+            services.Pools.Dispose();
         }
         return 0;
     }

@@ -1,4 +1,6 @@
+using Trellis.Proxy.Http;
 using Trellis.Proxy.Http.Http1;
+using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 
 namespace Trellis.Proxy.Listeners;
@@ -33,6 +35,12 @@ internal sealed class ListenerServices
 
     /// <summary>How long a new connection may stay silent before it is relayed as opaque TCP (--protocol-detection-timeout).</summary>
     public TimeSpan DetectionTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// Whether a failed try may be retried: <see cref="RoutePolicies.IsRetriable"/> (the route's retry_on); replaceable
+    /// so that tests of the retry flow do not depend on the policy rules.
+    /// </summary>
+    public Func<RetryPolicyModel, int, int?, ProxyError, bool> IsRetriable { get; init; } = RoutePolicies.IsRetriable;
 
     /// <summary>A uniform random number for weighted cluster choice.</summary>
     public uint Roll() => (uint)Random.NextInt64(0, 1L << 32);

@@ -98,6 +98,7 @@ internal static class BodyCopy
     }
 
     /// <summary>Copies until the source ends (a close-delimited response body).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<CopyResult> CopyToEndAsync(PipeReader from, PipeWriter to, CancellationToken ct)
     {
         while (true)
@@ -141,6 +142,7 @@ internal static class BodyCopy
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<CopyResult> FlushAsync(PipeWriter to, CancellationToken ct)
     {
         try

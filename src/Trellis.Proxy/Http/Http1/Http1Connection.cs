@@ -134,6 +134,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     // ---- 1. Request head ---------------------------------------------------------------------------------------
 
     /// <summary>Reads and parses the next request head; false when the connection ends (closed, idle, drained, or a bad head answered).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ReadHeadAsync()
     {
         Arm(_idleTimeout, Deadline.Idle);
@@ -211,6 +212,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         return MessageHead.FindEnd(_scratch.AsSpan(0, n), out start, out end);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RespondToBadHeadAsync(ProxyError error)
     {
         Http1Writer.Simple(_out, error.HttpStatus(), error, null, error.Message() + "\n", null, close: true, http10KeepAlive: false, headOnly: false);
@@ -293,6 +295,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         await ForwardAsync(model, decision, route).ConfigureAwait(false);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ForwardAsync(ProxyModel model, RouteDecision decision, RouteModel? route)
     {
         ClusterRuntime? runtime = null;
@@ -345,6 +348,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// Answers 100-continue, and reads a body of known length up to <see cref="MaxBufferedBody"/> whole (kept in the
     /// pipe, not copied) so that tries can replay it. False when the client went away or was too slow.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> StartBodyAsync()
     {
         if (!_request.HasBody)
@@ -399,6 +403,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
 
     // ---- 3. Tries and retries ---------------------------------------------------------------------------------------
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask TryAllAsync(RouteModel? route, ClusterRuntime? runtime, IPEndPoint? fixedAddress, PoolLimits limits, TimeSpan connectTimeout)
     {
         var policy = route?.Retry;
@@ -440,7 +445,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             var error = ToError(attempt);
             var retry = runtime is not null && policy is not null && retries < policy.NumRetries && replayable
                 && attempt is not (Attempt.RequestTimeout or Attempt.CircuitOpen or Attempt.BadRequestBody or Attempt.ClientGone)
-                && RoutePolicies.IsRetriable(policy, status, null, error)
+                && _services.IsRetriable(policy, status, null, error)
                 && runtime.TryEnterRetry();
             if (!retry)
             {
@@ -497,6 +502,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// the response head in. A reused connection that turns out closed before any response byte is replaced by a
     /// fresh one once, when the request can be replayed.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Attempt> TryAsync(IPEndPoint endpoint, RouteModel? route, PoolLimits limits, TimeSpan connectTimeout, TimeSpan? perTry)
     {
         _tryStart = _time.GetTimestamp();
@@ -563,6 +569,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private Attempt TimedOut() => _armed == Deadline.Request ? Attempt.RequestTimeout : Attempt.TryTimeout;
 
     /// <summary>Sends the request head and body and reads the response head (a streamed body goes up while the response is awaited).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Attempt> ExchangeAsync(UpstreamConnection connection, RouteModel? route)
     {
         Http1Writer.RequestHead(connection.Writer, _request, route, _request.IsUpgrade);
@@ -609,6 +616,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<CopyResult> SendStreamedBodyAsync(UpstreamConnection connection)
     {
         var result = _request.Chunked
@@ -619,6 +627,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     }
 
     /// <summary>Reads the upstream's response head, skipping interim (1xx) responses other than 101.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Attempt> ReadResponseHeadAsync(UpstreamConnection connection)
     {
         var reader = connection.Reader;
@@ -675,6 +684,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     // ---- 4. The response -------------------------------------------------------------------------------------------
 
     /// <summary>Forwards the response head and streams its body; the upstream connection goes back to the pool when clean.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ForwardResponseAsync(RouteModel? route, PoolLimits limits)
     {
         var connection = _upstream!;
@@ -737,6 +747,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// After the response: a streamed request body still going up is stopped (the upstream answered early; the
     /// downstream connection then closes, as the rest of the body was never read). True when the body completed.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> StopRequestBodyAsync(UpstreamConnection connection)
     {
         if (_bodyTask is not { } task)
@@ -790,9 +801,11 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         return RespondAsync(status > 0 ? status : error.HttpStatus(), error, null, error.Message() + "\n", null);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RespondAsync(int status, ProxyError error, string? location, string body, RouteModel? route)
     {
         DiscardUpstream();
+        ReleaseHeldBody();
         // A request body not read cannot be skipped safely: the connection closes after this answer.
         _close |= !_bodyConsumed || _draining.IsCancellationRequested || (_bodyTask is { IsCompleted: false });
         Http1Writer.Simple(_out, status, error, location, body, route, _close, _request.IsHttp10 && !_close, _request.IsHead);

@@ -386,7 +386,7 @@ internal static class TestModels
 internal sealed class TestProxy : IAsyncDisposable
 {
     public TestProxy(ModelState state, string? cluster = TestModels.Service, IPEndPoint? fixedAddress = null, TimeProvider? clock = null, int seed = 1,
-        TimeSpan? idleTimeout = null)
+        TimeSpan? idleTimeout = null, Func<RetryPolicyModel, int, int?, Trellis.Proxy.Http.ProxyError, bool>? isRetriable = null)
     {
         Clock = clock ?? TimeProvider.System;
         State = state;
@@ -394,6 +394,7 @@ internal sealed class TestProxy : IAsyncDisposable
         Services = new ListenerServices(new ClusterRuntimes(Clock), new RoutePolicies(Clock, () => 0.5), Clock, new Random(seed))
         {
             DetectionTimeout = TimeSpan.FromSeconds(30),
+            IsRetriable = isRetriable ?? RoutePolicies.IsRetriable,
         };
         Listener = new ExplicitListener(new ListenerTarget("test", new IPEndPoint(IPAddress.Loopback, 0), fixedAddress is null ? cluster : null, fixedAddress),
             state, NullLogger.Instance, Services, null)
