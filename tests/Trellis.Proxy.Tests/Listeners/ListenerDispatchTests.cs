@@ -149,8 +149,11 @@ public sealed class ListenerDispatchTests
     {
         public TaskCompletionSource<DownstreamConnection> Served { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+        public string Prefix { get; private set; } = "";
+
         public async Task ServeAsync(DownstreamConnection connection, CancellationToken cancellationToken)
         {
+            Prefix = Encoding.ASCII.GetString(connection.Prefix.Span); // valid only while ServeAsync runs
             Served.TrySetResult(connection);
             await connection.Socket.SendAsync("h2!"u8.ToArray(), SocketFlags.None, cancellationToken);
         }
@@ -169,7 +172,7 @@ public sealed class ListenerDispatchTests
 
         var served = await h2.Served.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(DetectedProtocol.Http2, served.Protocol);
-        Assert.Equal("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Encoding.ASCII.GetString(served.Prefix.Span));
+        Assert.Equal("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", h2.Prefix);
         Assert.Same(model.Current, served.Model);
         Assert.Equal("t", served.Target.Name);
         Assert.Equal("h2!", await ReadAsync(s, 3));

@@ -22,18 +22,10 @@ internal static class BodyCopy
     {
         while (length > 0)
         {
-            ReadResult read;
-            try
+            var (read, failure) = await ReadAsync(from, ct).ConfigureAwait(false);
+            if (failure != CopyResult.Done)
             {
-                read = await from.ReadAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                return CopyResult.SourceFailed;
-            }
-            if (read.IsCanceled)
-            {
-                return CopyResult.Canceled;
+                return failure;
             }
             var buffer = read.Buffer;
             var take = Math.Min(buffer.Length, length);
@@ -62,18 +54,10 @@ internal static class BodyCopy
         var decoder = new ChunkedDecoder();
         while (true)
         {
-            ReadResult read;
-            try
+            var (read, failure) = await ReadAsync(from, ct).ConfigureAwait(false);
+            if (failure != CopyResult.Done)
             {
-                read = await from.ReadAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                return CopyResult.SourceFailed;
-            }
-            if (read.IsCanceled)
-            {
-                return CopyResult.Canceled;
+                return failure;
             }
             var buffer = read.Buffer;
             var status = decoder.Process(buffer, to, dechunk, out var consumed);
@@ -103,18 +87,10 @@ internal static class BodyCopy
     {
         while (true)
         {
-            ReadResult read;
-            try
+            var (read, failure) = await ReadAsync(from, ct).ConfigureAwait(false);
+            if (failure != CopyResult.Done)
             {
-                read = await from.ReadAsync(ct).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                return CopyResult.SourceFailed;
-            }
-            if (read.IsCanceled)
-            {
-                return CopyResult.Canceled;
+                return failure;
             }
             var buffer = read.Buffer;
             foreach (var segment in buffer)
@@ -130,6 +106,21 @@ internal static class BodyCopy
             {
                 return CopyResult.Done;
             }
+        }
+    }
+
+    /// <summary>One read; a failure of the source or a cancelled read comes back as a result, a timeout as an exception.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<(ReadResult Read, CopyResult Failure)> ReadAsync(PipeReader from, CancellationToken ct)
+    {
+        try
+        {
+            var read = await from.ReadAsync(ct).ConfigureAwait(false);
+            return (read, read.IsCanceled ? CopyResult.Canceled : CopyResult.Done);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return (default, CopyResult.SourceFailed);
         }
     }
 

@@ -13,8 +13,6 @@ namespace Trellis.Proxy.Http.Http1;
 /// </summary>
 internal static class Http1Writer
 {
-    public static void Ascii(IBufferWriter<byte> w, ReadOnlySpan<byte> bytes) => w.Write(bytes);
-
     public static void Text(IBufferWriter<byte> w, string s)
     {
         var span = w.GetSpan(Encoding.UTF8.GetMaxByteCount(s.Length));

@@ -75,6 +75,13 @@ internal static class HttpSyntax
 
     public static ReadOnlySpan<byte> TrimOws(ReadOnlySpan<byte> s)
     {
+        var (start, end) = OwsBounds(s);
+        return s[start..end];
+    }
+
+    /// <summary>Where the content of <paramref name="s"/> starts and ends once optional whitespace (SP, HTAB) is left out.</summary>
+    public static (int Start, int End) OwsBounds(ReadOnlySpan<byte> s)
+    {
         var start = 0;
         var end = s.Length;
         while (start < end && (s[start] == ' ' || s[start] == '\t'))
@@ -85,7 +92,7 @@ internal static class HttpSyntax
         {
             end--;
         }
-        return s[start..end];
+        return (start, end);
     }
 
     /// <summary>ASCII case-insensitive comparison of bytes with a lower-case ASCII string.</summary>
@@ -161,17 +168,7 @@ internal static class HttpSyntax
         {
             var rest = value[from..];
             var comma = rest.IndexOf((byte)',');
-            var raw = comma < 0 ? rest : rest[..comma];
-            var start = 0;
-            var end = raw.Length;
-            while (start < end && (raw[start] == ' ' || raw[start] == '\t'))
-            {
-                start++;
-            }
-            while (end > start && (raw[end - 1] == ' ' || raw[end - 1] == '\t'))
-            {
-                end--;
-            }
+            var (start, end) = OwsBounds(comma < 0 ? rest : rest[..comma]);
             var next = comma < 0 ? value.Length : from + comma + 1;
             if (end > start)
             {

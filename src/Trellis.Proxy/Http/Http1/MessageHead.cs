@@ -182,16 +182,9 @@ internal abstract class MessageHead : IDisposable
             {
                 return HeadStatus.TooManyFields;
             }
-            var valueStart = pos + colon + 1;
-            var valueEnd = lineEnd;
-            while (valueStart < valueEnd && bytes[valueStart] is (byte)' ' or (byte)'\t')
-            {
-                valueStart++;
-            }
-            while (valueEnd > valueStart && bytes[valueEnd - 1] is (byte)' ' or (byte)'\t')
-            {
-                valueEnd--;
-            }
+            var (trimStart, trimEnd) = HttpSyntax.OwsBounds(line[(colon + 1)..]);
+            var valueStart = pos + colon + 1 + trimStart;
+            var valueEnd = pos + colon + 1 + trimEnd;
             _fields[FieldCount++] = new HeadField
             {
                 Start = pos,

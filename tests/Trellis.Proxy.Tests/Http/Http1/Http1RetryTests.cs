@@ -130,16 +130,19 @@ public sealed class Http1RetryTests
         Assert.Equal(200, response.Status);
     }
 
+    /// <summary>Never answers the first request (signals <paramref name="hung"/> when it has it); answers 200 to the others.</summary>
+    private static TestBackend HangingOnce(TaskCompletionSource hung) => FailingOnce(async x =>
+    {
+        hung.TrySetResult();
+        await Task.Delay(Timeout.Infinite, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+    });
+
     [Fact]
     public async Task Retry_PerTryTimeoutOnAHungTry_RetriesAndAnswers()
     {
         var clock = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
         var hung = new TaskCompletionSource();
-        await using var backend = FailingOnce(async x =>
-        {
-            hung.TrySetResult();
-            await Task.Delay(Timeout.Infinite, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
-        });
+        await using var backend = HangingOnce(hung);
         var route = RetryRoute(1, perTry: TimeSpan.FromSeconds(1)) with { Timeout = TimeSpan.FromSeconds(10) };
         await using var proxy = new TestProxy(State(ModelOf([route], Cluster("web", backend.EndPoint))), clock: clock, isRetriable: Retriable);
         using var client = await proxy.ConnectAsync();
@@ -158,11 +161,7 @@ public sealed class Http1RetryTests
     {
         var clock = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
         var hung = new TaskCompletionSource();
-        await using var backend = FailingOnce(async x =>
-        {
-            hung.TrySetResult();
-            await Task.Delay(Timeout.Infinite, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
-        });
+        await using var backend = HangingOnce(hung);
         var route = RetryRoute(1, perTry: TimeSpan.FromSeconds(5)) with { Timeout = TimeSpan.FromSeconds(2) };
         await using var proxy = new TestProxy(State(ModelOf([route], Cluster("web", backend.EndPoint))), clock: clock, isRetriable: Retriable);
         using var client = await proxy.ConnectAsync();
