@@ -30,14 +30,17 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ListenerServices _services;
     private readonly IHttp2Frontend? _http2;
+    private readonly bool _ownsServices;
     private readonly Socket _socket;
     private readonly CancellationTokenSource _stop = new();
     private Task _accepting = Task.CompletedTask;
     private int _active;
 
+    /// <summary>A listener with services of its own (system clock, shared random source), closed with it.</summary>
     public ExplicitListener(ListenerTarget target, ModelState model, ILogger logger)
         : this(target, model, logger, ListenerServices.CreateDefault(), null)
     {
+        _ownsServices = true;
     }
 
     /// <summary>
@@ -198,7 +201,14 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     }
 
     /// <summary>Stops accepting. The stop source is not disposed: connections still in flight read its token.</summary>
-    public async ValueTask DisposeAsync() => await StopAcceptingAsync().ConfigureAwait(false);
+    public async ValueTask DisposeAsync()
+    {
+        await StopAcceptingAsync().ConfigureAwait(false);
+        if (_ownsServices)
+        {
+            _services.Pools.Dispose();
+        }
+    }
 
     private static partial class Log
     {

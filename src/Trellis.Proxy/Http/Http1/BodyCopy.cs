@@ -12,6 +12,8 @@ internal enum CopyResult { Done, SourceEnded, SourceFailed, SinkFailed, Malforme
 /// <summary>
 /// Streams message bodies between pipes without buffering them whole: each read is written on and flushed, so a
 /// large body moves through a bounded window, and a small one leaves in a single write with the head before it.
+/// The last piece of a length or chunked body is written but not flushed: the caller flushes, after it has given
+/// the source connection back (so a keep-alive connection is free before the client sees the end).
 /// Cancellation of the token is the caller's timeout and propagates as OperationCanceledException.
 /// </summary>
 internal static class BodyCopy
@@ -35,7 +37,11 @@ internal static class BodyCopy
             }
             from.AdvanceTo(buffer.GetPosition(take));
             length -= take;
-            if (length > 0 && read.IsCompleted)
+            if (length == 0)
+            {
+                break;
+            }
+            if (read.IsCompleted)
             {
                 return CopyResult.SourceEnded;
             }
@@ -66,17 +72,17 @@ internal static class BodyCopy
             {
                 return CopyResult.Malformed;
             }
-            if (status == ChunkedStatus.NeedMore && read.IsCompleted)
+            if (status == ChunkedStatus.Done)
+            {
+                return CopyResult.Done;
+            }
+            if (read.IsCompleted)
             {
                 return CopyResult.SourceEnded;
             }
             if (await FlushAsync(to, ct).ConfigureAwait(false) is var flushed && flushed != CopyResult.Done)
             {
                 return flushed;
-            }
-            if (status == ChunkedStatus.Done)
-            {
-                return CopyResult.Done;
             }
         }
     }

@@ -138,6 +138,10 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private async ValueTask<bool> ReadHeadAsync()
     {
         Arm(_idleTimeout, Deadline.Idle);
+        if (Volatile.Read(ref _phase) == PhaseDrained)
+        {
+            return false; // drained as the wait began (the source it cancelled may have been replaced by Arm)
+        }
         var partial = false;
         while (true)
         {
@@ -623,7 +627,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             ? await BodyCopy.CopyChunkedAsync(_in, connection.Writer, dechunk: false, _cts.Token).ConfigureAwait(false)
             : await BodyCopy.CopyLengthAsync(_in, connection.Writer, _request.ContentLength, _cts.Token).ConfigureAwait(false);
         _bodyConsumed = result == CopyResult.Done;
-        return result;
+        return result == CopyResult.Done ? await BodyCopy.FlushAsync(connection.Writer, _cts.Token).ConfigureAwait(false) : result;
     }
 
     /// <summary>Reads the upstream's response head, skipping interim (1xx) responses other than 101.</summary>
@@ -714,7 +718,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         CopyResult copied;
         try
         {
-            copied = noBody ? await BodyCopy.FlushAsync(_out, _cts.Token).ConfigureAwait(false)
+            copied = noBody ? CopyResult.Done
                 : _response.Chunked ? await BodyCopy.CopyChunkedAsync(connection.Reader, _out, dechunk, _cts.Token).ConfigureAwait(false)
                 : untilClose ? await BodyCopy.CopyToEndAsync(connection.Reader, _out, _cts.Token).ConfigureAwait(false)
                 : await BodyCopy.CopyLengthAsync(connection.Reader, _out, _response.ContentLength, _cts.Token).ConfigureAwait(false);
@@ -739,8 +743,20 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             reusable = extra.Buffer.IsEmpty && !extra.IsCompleted;
             connection.Reader.AdvanceTo(extra.Buffer.Start);
         }
+        // The upstream connection is free before the client sees the end of the response.
         _pool!.Release(connection, reusable, limits.IdleTimeout);
         _upstream = null;
+        try
+        {
+            if (await BodyCopy.FlushAsync(_out, _cts.Token).ConfigureAwait(false) != CopyResult.Done)
+            {
+                _close = true;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            _close = true;
+        }
     }
 
     /// <summary>

@@ -321,4 +321,44 @@ public sealed class Http1ForwardingTests
         Assert.Equal("web:80", seen.Header("host"));
         Assert.Equal(1, seen.Count("host"));
     }
+
+    [Fact]
+    public async Task StreamedBody_UpstreamAnswersBeforeReadingIt_ClientGetsTheAnswerAndTheConnectionCloses()
+    {
+        // A server that answers 413 as soon as it has the head, without reading the body.
+        using var server = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        server.Listen(1);
+        var serving = Task.Run(async () =>
+        {
+            using var s = await server.AcceptAsync();
+            using var stream = new System.Net.Sockets.NetworkStream(s);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await new ByteReader(stream).ReadHeadAsync(cts.Token);
+            await stream.WriteAsync("HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig"u8.ToArray());
+        });
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", (IPEndPoint)server.LocalEndPoint!))));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync($"POST /upload HTTP/1.1\r\nHost: web\r\nContent-Length: 1000000\r\n\r\n{new string('x', 1000)}");
+        await serving;
+
+        Assert.Equal(413, response.Status);
+        Assert.Equal("big", response.Body);
+        Assert.Equal("close", response.Header("connection"));
+        await client.AssertClosedAsync();
+    }
+
+    [Fact]
+    public async Task InterimResponse_103FromUpstream_IsDroppedAndTheFinalResponseForwarded()
+    {
+        await using var backend = new TestBackend((r, x) => x.WriteAsync("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal"));
+        await using var proxy = new TestProxy(OneRoute(backend));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync("GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+
+        Assert.Equal(200, response.Status);
+        Assert.Equal("final", response.Body);
+    }
 }

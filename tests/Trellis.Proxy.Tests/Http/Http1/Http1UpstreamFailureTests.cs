@@ -75,6 +75,19 @@ public sealed class Http1UpstreamFailureTests
     }
 
     [Fact]
+    public async Task Upstream_ResponseWithBothFramings_Answers502UpstreamProtocolError()
+    {
+        await using var backend = new TestBackend((r, x) => x.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
+        using var client = await proxy.ConnectAsync();
+
+        var response = await client.RoundTripAsync(Get);
+
+        Assert.Equal(502, response.Status);
+        Assert.Equal("upstream_protocol_error", response.Header("x-trellis-error"));
+    }
+
+    [Fact]
     public async Task Upstream_ConnectionRefused_Answers503UpstreamConnectFailure()
     {
         // A port that was just bound and released: nothing listens there.
@@ -118,6 +131,8 @@ public sealed class Http1UpstreamFailureTests
         Assert.Equal("circuit_open", rejected.Header("x-trellis-error"));
         release.SetResult();
         Assert.Equal(200, (await first.ReadResponseAsync()).Status);
+        // Once the connection is back in the pool (just after the response went out), the next request gets it.
+        await Eventually.WaitAsync(() => proxy.Services.Pools.For("web").Idle == 1, "the upstream connection to return to the pool");
         Assert.Equal(200, (await second.RoundTripAsync(Get)).Status);
         Assert.Equal(1, backend.Connections);
     }
