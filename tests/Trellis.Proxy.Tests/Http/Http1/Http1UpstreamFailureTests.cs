@@ -43,45 +43,37 @@ public sealed class Http1UpstreamFailureTests
         Assert.Equal(504, (await next).Status);
     }
 
+    /// <summary>Sends one GET to a backend behaving as <paramref name="handler"/> says; returns what the client got.</summary>
+    private static async Task<ClientResponse> GetThroughAsync(Func<BackendRequest, BackendExchange, Task> handler)
+    {
+        await using var backend = new TestBackend(handler);
+        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
+        using var client = await proxy.ConnectAsync();
+        return await client.RoundTripAsync(Get);
+    }
+
     [Fact]
     public async Task Upstream_ResetsBeforeAnswering_Answers503UpstreamReset()
     {
-        await using var backend = new TestBackend((r, x) =>
+        var response = await GetThroughAsync((r, x) =>
         {
             x.Reset();
             return Task.CompletedTask;
         });
-        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
-        using var client = await proxy.ConnectAsync();
-
-        var response = await client.RoundTripAsync(Get);
 
         Assert.Equal(503, response.Status);
         Assert.Equal("upstream_reset", response.Header("x-trellis-error"));
         Assert.Contains("closed or reset", response.Body, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Upstream_MalformedResponse_Answers502UpstreamProtocolError()
+    [Theory]
+    [InlineData("HTTP/1.1 2xx Nope\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")]
+    [InlineData("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")]
+    [InlineData("HTTP/1.1 200 OK\nContent-Length: 0\n\n")]
+    public async Task Upstream_MalformedResponse_Answers502UpstreamProtocolError(string answer)
     {
-        await using var backend = new TestBackend((r, x) => x.WriteAsync("HTTP/1.1 2xx Nope\r\n\r\n"));
-        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
-        using var client = await proxy.ConnectAsync();
-
-        var response = await client.RoundTripAsync(Get);
-
-        Assert.Equal(502, response.Status);
-        Assert.Equal("upstream_protocol_error", response.Header("x-trellis-error"));
-    }
-
-    [Fact]
-    public async Task Upstream_ResponseWithBothFramings_Answers502UpstreamProtocolError()
-    {
-        await using var backend = new TestBackend((r, x) => x.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
-        await using var proxy = new TestProxy(State(ModelOf([Route("r", "/", "web")], Cluster("web", backend.EndPoint))));
-        using var client = await proxy.ConnectAsync();
-
-        var response = await client.RoundTripAsync(Get);
+        var response = await GetThroughAsync((r, x) => x.WriteAsync(answer));
 
         Assert.Equal(502, response.Status);
         Assert.Equal("upstream_protocol_error", response.Header("x-trellis-error"));
