@@ -154,7 +154,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             {
                 if (partial && Volatile.Read(ref _phase) == PhaseIdle)
                 {
-                    await RespondToBadHeadAsync(ProxyError.RequestTimeout).ConfigureAwait(false);
+                    await RespondToBadHeadAsync(ProxyError.RequestTimeout, "the request head did not complete in time").ConfigureAwait(false);
                 }
                 return false;
             }
@@ -193,12 +193,19 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             {
                 _in.AdvanceTo(buffer.End);
             }
-            await RespondToBadHeadAsync(status switch
+            var error = status switch
             {
                 HeadStatus.TooLarge => ProxyError.RequestHeadersTooLarge,
                 HeadStatus.TooManyFields => ProxyError.TooManyHeaders,
                 _ => ProxyError.BadRequest,
-            }).ConfigureAwait(false);
+            };
+            var detail = status switch
+            {
+                HeadStatus.TooLarge => "more than 60 KiB before the empty line",
+                HeadStatus.TooManyFields => "more than 100 header fields",
+                _ => _request.Problem.Length > 0 ? _request.Problem : MessageHead.BareLf,
+            };
+            await RespondToBadHeadAsync(error, detail).ConfigureAwait(false);
             return false;
         }
     }
@@ -217,9 +224,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask RespondToBadHeadAsync(ProxyError error)
+    private async ValueTask RespondToBadHeadAsync(ProxyError error, string detail)
     {
-        Http1Writer.Simple(_out, error.HttpStatus(), error, null, error.Message() + "\n", null, close: true, http10KeepAlive: false, headOnly: false);
+        Http1Writer.Simple(_out, error.HttpStatus(), error, null, $"{error.Message()}: {detail}\n", null, close: true, http10KeepAlive: false, headOnly: false);
         ProxyMetrics.RecordHttpRequest(_target.Name, error.HttpStatus(), TimeSpan.Zero);
         await BodyCopy.FlushAsync(_out, CancellationToken.None).ConfigureAwait(false);
     }
@@ -460,6 +467,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
                         break;
                     case Attempt.ClientGone:
                         _close = true;
+                        break;
+                    case Attempt.BadRequestBody:
+                        await RespondErrorAsync(error, detail: "the chunked body is malformed (chunk size line, CRLF after data, or trailer)").ConfigureAwait(false);
                         break;
                     default:
                         await RespondErrorAsync(error).ConfigureAwait(false);
@@ -808,13 +818,14 @@ internal sealed partial class Http1Connection : IAsyncDisposable
 
     // ---- Answers of the proxy's own ----------------------------------------------------------------------------
 
-    private ValueTask RespondErrorAsync(ProxyError error, int status = 0)
+    private ValueTask RespondErrorAsync(ProxyError error, int status = 0, string? detail = null)
     {
         if (error is ProxyError.BadRequest or ProxyError.RequestTimeout)
         {
             _close = true;
         }
-        return RespondAsync(status > 0 ? status : error.HttpStatus(), error, null, error.Message() + "\n", null);
+        var body = detail is null ? error.Message() + "\n" : $"{error.Message()}: {detail}\n";
+        return RespondAsync(status > 0 ? status : error.HttpStatus(), error, null, body, null);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]

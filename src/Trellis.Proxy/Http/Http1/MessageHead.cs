@@ -44,6 +44,12 @@ internal abstract class MessageHead : IDisposable
 
     public int Length { get; private set; }
 
+    /// <summary>What was wrong when parsing answered <see cref="HeadStatus.Malformed"/> (for the error body).</summary>
+    public string Problem { get; protected set; } = "";
+
+    /// <summary>The problem <see cref="FindEnd"/> reports as <see cref="HeadStatus.Malformed"/>.</summary>
+    public const string BareLf = "a line ends in LF without CR";
+
     /// <summary>Index just after the request or status line's CRLF.</summary>
     public int FirstLineEnd { get; private set; }
 
@@ -148,6 +154,7 @@ internal abstract class MessageHead : IDisposable
         ConnectionClose = ConnectionKeepAlive = ConnectionUpgrade = false;
         UpgradeField = -1;
         _connectionTokens.Clear();
+        Problem = "";
         Reset();
 
         var bytes = _buffer.AsSpan(0, Length);
@@ -156,6 +163,7 @@ internal abstract class MessageHead : IDisposable
         var firstLine = bytes[..(firstLf - 1)];
         if (firstLine.Contains((byte)'\r') || !ParseFirstLine(firstLine))
         {
+            Problem = Problem.Length > 0 ? Problem : "the first line is not 'METHOD TARGET HTTP/1.x' (or 'HTTP/1.x STATUS REASON')";
             return HeadStatus.Malformed;
         }
 
@@ -169,14 +177,26 @@ internal abstract class MessageHead : IDisposable
                 break;
             }
             var line = bytes[pos..lineEnd];
-            if (line[0] is (byte)' ' or (byte)'\t' || line.Contains((byte)'\r'))
+            if (line[0] is (byte)' ' or (byte)'\t')
             {
-                return HeadStatus.Malformed; // obs-fold, or a bare CR
+                Problem = "a header line starts with whitespace (obsolete line folding)";
+                return HeadStatus.Malformed;
+            }
+            if (line.Contains((byte)'\r'))
+            {
+                Problem = "a header line holds a CR without LF";
+                return HeadStatus.Malformed;
             }
             var colon = line.IndexOf((byte)':');
-            if (colon <= 0 || !HttpSyntax.IsToken(line[..colon]) || !HttpSyntax.IsFieldValue(line[(colon + 1)..]))
+            if (colon <= 0 || !HttpSyntax.IsToken(line[..colon]))
             {
-                return HeadStatus.Malformed; // no name, whitespace before the colon, or a control character
+                Problem = "a header name is empty or holds characters not allowed in a token (whitespace before ':'?)";
+                return HeadStatus.Malformed;
+            }
+            if (!HttpSyntax.IsFieldValue(line[(colon + 1)..]))
+            {
+                Problem = "a header value holds a control character";
+                return HeadStatus.Malformed;
             }
             if (FieldCount == MaxFields)
             {
@@ -232,6 +252,7 @@ internal abstract class MessageHead : IDisposable
                         var n = HttpSyntax.ParseContentLength(value);
                         if (n < 0 || (ContentLength >= 0 && n != ContentLength))
                         {
+                            Problem = n < 0 ? "Content-Length is not a number, or lists differing values" : "Content-Length fields disagree";
                             return false;
                         }
                         ContentLengthRepeated |= ContentLength >= 0 || value.Contains((byte)',');
@@ -289,7 +310,8 @@ internal abstract class MessageHead : IDisposable
         {
             if (chunkedCount > 1 || (chunkedCount == 1 && !lastIsChunked))
             {
-                return false; // chunked applied twice, or not as the final coding
+                Problem = "Transfer-Encoding applies chunked twice, or not as the final coding";
+                return false;
             }
             Chunked = lastIsChunked;
             TransferEncodingNotChunked = !lastIsChunked;

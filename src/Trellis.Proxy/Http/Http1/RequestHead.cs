@@ -110,6 +110,7 @@ internal sealed class RequestHead : MessageHead, IRequestHeaders
         }
         else
         {
+            Problem = "the HTTP version is not HTTP/1.1 or HTTP/1.0";
             return false;
         }
         MethodLength = sp1;
@@ -133,7 +134,8 @@ internal sealed class RequestHead : MessageHead, IRequestHeaders
         }
         else if (target[0] != '/' && !(target.Length == 1 && target[0] == '*'))
         {
-            return false; // authority-form (CONNECT) and anything else is not forwarded
+            Problem = "the request target is neither a path nor http://authority/path (CONNECT is not proxied)";
+            return false;
         }
         return true;
     }
@@ -157,12 +159,16 @@ internal sealed class RequestHead : MessageHead, IRequestHeaders
         // RFC 9112 3.2: exactly one Host in HTTP/1.1 (at most one in 1.0).
         if (hosts > 1 || (hosts == 0 && !IsHttp10))
         {
+            Problem = hosts > 1 ? "more than one Host field" : "an HTTP/1.1 request without Host";
             return HeadStatus.Malformed;
         }
         // RFC 9112 6.1 and 6.3: Transfer-Encoding with Content-Length, in HTTP/1.0, or without chunked as the final
         // coding cannot be framed safely: reject (and close) rather than guess.
         if (HasTransferEncoding && (ContentLength >= 0 || IsHttp10 || TransferEncodingNotChunked))
         {
+            Problem = ContentLength >= 0 ? "both Content-Length and Transfer-Encoding"
+                : IsHttp10 ? "Transfer-Encoding in an HTTP/1.0 request"
+                : "Transfer-Encoding does not end in chunked";
             return HeadStatus.Malformed;
         }
         return HeadStatus.Complete;

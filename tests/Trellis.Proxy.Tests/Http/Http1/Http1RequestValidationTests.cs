@@ -100,6 +100,26 @@ public sealed class Http1RequestValidationTests
     }
 
     [Theory]
+    [InlineData("POST / HTTP/1.1\r\nHost: web\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "both Content-Length and Transfer-Encoding")]
+    [InlineData("GET / HTTP/1.1\r\nHost: web\r\nX-Space : a\r\n\r\n", "whitespace before ':'")]
+    [InlineData("GET / HTTP/1.1\nHost: web\n\n", "LF without CR")]
+    [InlineData("GET / HTTP/1.1\r\n\r\n", "without Host")]
+    [InlineData("POST / HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunked body is malformed")]
+    public async Task BadRequest_Body_SaysWhatIsWrong(string request, string expected)
+    {
+        var (backend, proxy) = Start();
+        await using (backend)
+        await using (proxy)
+        {
+            using var client = await proxy.ConnectAsync();
+            var response = await client.RoundTripAsync(request);
+
+            Assert.Equal(400, response.Status);
+            Assert.Contains(expected, response.Body, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
     [InlineData("zz\r\nabc\r\n0\r\n\r\n")] // not hex
     [InlineData(" 3\r\nabc\r\n0\r\n\r\n")] // leading space
     [InlineData("3 \r\nabc\r\n0\r\n\r\n")] // trailing space without an extension
