@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Admin;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Policies;
 using Trellis.Proxy.XdsClient;
 
 namespace Trellis.Proxy;
@@ -60,11 +61,17 @@ public static partial class ProxyMain
         {
             LogStarted(log, options.NodeId, admin.Address.ToString());
             var listeners = new List<ExplicitListener>();
+            // One set of cluster runtimes, route policies and upstream pools for every listener of the proxy.
+            var services = new ListenerServices(new ClusterRuntimes(TimeProvider.System), new RoutePolicies(TimeProvider.System, Random.Shared.NextDouble),
+                TimeProvider.System, Random.Shared)
+            {
+                DetectionTimeout = options.ProtocolDetectionTimeout,
+            };
             try
             {
                 foreach (var target in ListenerTargets(options))
                 {
-                    var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>());
+                    var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>(), services, http2: null);
                     listeners.Add(listener);
                     listener.Start();
                 }
@@ -97,13 +104,14 @@ public static partial class ProxyMain
             }
             await stop.CancelAsync().ConfigureAwait(false);
             await adsTask.ConfigureAwait(false);
+            services.Pools.Dispose();
         }
         return 0;
     }
 
     /// <summary>
-    /// The explicit listeners: one per --upstream (to the cluster of that service port), and the inbound port when
-    /// --app-port names the local application.
+    /// The explicit listeners: one per --upstream (to the cluster of that service port), the shared outbound port
+    /// when --outbound is given (routes by Host), and the inbound port when --app-port names the local application.
     /// </summary>
     internal static IEnumerable<ListenerTarget> ListenerTargets(ProxyOptions options)
     {
@@ -111,6 +119,10 @@ public static partial class ProxyMain
         {
             var cluster = $"{up.Service}.{up.Namespace}:{up.Port}";
             yield return new ListenerTarget($"upstream {cluster}", up.Local, cluster, null);
+        }
+        if (options.Outbound is { } outbound)
+        {
+            yield return new ListenerTarget("outbound", outbound, null, null);
         }
         if (options.AppPort is int app)
         {

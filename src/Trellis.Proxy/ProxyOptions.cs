@@ -14,21 +14,29 @@ public sealed class ProxyOptions
     public const string Usage = """
         usage: trellis-proxy --service NAME [-n NS] [--control-plane HOST:PORT[,HOST:PORT...]]
                              [--app-port PORT] [--inbound [ADDR:]PORT]
-                             [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--transparent]
+                             [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--outbound [ADDR:]PORT]
+                             [--transparent]
                              [--admin 127.0.0.1:15000] [--join TOKEN] [--wait-ready] [--node ID]
-                             [--xds-protocol delta|sotw]
+                             [--xds-protocol delta|sotw] [--protocol-detection-timeout DURATION]
           --service NAME         the service this sidecar serves (required)
           -n, --namespace NS     its namespace (default: default)
           --control-plane LIST   control-plane gRPC addresses, tried in order (default 127.0.0.1:15010)
           --app-port PORT        inbound: forward accepted calls to 127.0.0.1:PORT
           --inbound [ADDR:]PORT  where mesh traffic for this workload arrives (default 15006)
           --upstream SPEC        explicit outbound listener, repeatable
+          --outbound [ADDR:]PORT shared outbound listener (default off; ADDR defaults to 127.0.0.1): HTTP
+                                 requests on it are routed by their Host header through the mesh's routes
           --transparent          use capture ports 15001/15006 (after `trellis iptables apply`)
           --admin ADDR:PORT      admin endpoint (default 127.0.0.1:15000)
           --join TOKEN           join token
           --wait-ready           print "ready" on stdout once the first complete config is applied
           --node ID              node id (default NAME.NS~HOST~PID)
           --xds-protocol MODE    delta (default) or sotw
+          --protocol-detection-timeout DURATION
+                                 how long a new connection may stay silent before it is taken for a
+                                 server-first TCP protocol (default 100ms; e.g. 250ms, 1s)
+        Run with DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (`trellis proxy` sets it): socket completions
+        then run on the I/O thread, which the proxy's data path is written for.
         """;
 
     public required string Service { get; init; }
@@ -37,12 +45,18 @@ public sealed class ProxyOptions
     public int? AppPort { get; init; }
     public IPEndPoint Inbound { get; init; } = new(IPAddress.Any, 15006);
     public IReadOnlyList<UpstreamOption> Upstreams { get; init; } = [];
+
+    /// <summary>The shared outbound listener (routes HTTP by Host), or null when off.</summary>
+    public IPEndPoint? Outbound { get; init; }
     public bool Transparent { get; init; }
     public IPEndPoint Admin { get; init; } = new(IPAddress.Loopback, 15000);
     public string? JoinToken { get; init; }
     public bool WaitReady { get; init; }
     public string? Node { get; init; }
     public XdsProtocol Protocol { get; init; } = XdsProtocol.Delta;
+
+    /// <summary>How long detection waits for a new connection's first bytes before it relays it as opaque TCP.</summary>
+    public TimeSpan ProtocolDetectionTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>On SIGTERM, how long connections in flight may take to finish after the listeners close.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -61,10 +75,11 @@ public static class ProxyOptionsParser
         string? service = null, ns = null, node = null, join = null;
         IReadOnlyList<DnsEndPoint>? cps = null;
         int? appPort = null;
-        IPEndPoint? inbound = null, admin = null;
+        IPEndPoint? inbound = null, admin = null, outbound = null;
         var upstreams = new List<UpstreamOption>();
         bool transparent = false, waitReady = false;
         var protocol = XdsProtocol.Delta;
+        TimeSpan? detectionTimeout = null;
 
         for (var i = 0; i < args.Count; i++)
         {
@@ -154,6 +169,15 @@ public static class ProxyOptionsParser
                         }
                         break;
                     }
+                case "--outbound":
+                    {
+                        var v = Value();
+                        if (error is null && !TryAddrPort(v, IPAddress.Loopback, out outbound))
+                        {
+                            error = $"--outbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got '{v}'";
+                        }
+                        break;
+                    }
                 case "--admin":
                     {
                         var v = Value();
@@ -209,6 +233,22 @@ public static class ProxyOptionsParser
                         }
                         break;
                     }
+                case "--protocol-detection-timeout":
+                    {
+                        var v = Value();
+                        if (error is null)
+                        {
+                            if (TryDuration(v, out var d) && d > TimeSpan.Zero)
+                            {
+                                detectionTimeout = d;
+                            }
+                            else
+                            {
+                                error = $"--protocol-detection-timeout: expected a positive duration such as 100ms, 1s or 1m, got '{v}'";
+                            }
+                        }
+                        break;
+                    }
                 default:
                     error = $"unknown flag '{args[i]}' (see --help)";
                     break;
@@ -237,12 +277,14 @@ public static class ProxyOptionsParser
             AppPort = appPort,
             Inbound = inbound ?? new IPEndPoint(IPAddress.Any, 15006),
             Upstreams = resolvedUpstreams,
+            Outbound = outbound,
             Transparent = transparent,
             Admin = admin ?? new IPEndPoint(IPAddress.Loopback, 15000),
             JoinToken = join,
             WaitReady = waitReady,
             Node = node,
             Protocol = protocol,
+            ProtocolDetectionTimeout = detectionTimeout ?? TimeSpan.FromMilliseconds(100),
         };
         return new(options, false, null);
     }
@@ -260,6 +302,37 @@ public static class ProxyOptionsParser
                 return false;
             }
         }
+        return true;
+    }
+
+    /// <summary>A duration: a decimal number with a unit, ms, s, m or h (e.g. 100ms, 1.5s, 2m).</summary>
+    internal static bool TryDuration(string s, out TimeSpan duration)
+    {
+        duration = default;
+        var unitStart = s.Length;
+        while (unitStart > 0 && char.IsAsciiLetterLower(s[unitStart - 1]))
+        {
+            unitStart--;
+        }
+        var scale = s[unitStart..] switch
+        {
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => 0.0,
+        };
+        if (scale == 0 || unitStart == 0 ||
+            !double.TryParse(s.AsSpan(0, unitStart), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+        {
+            return false;
+        }
+        var ms = number * scale;
+        if (ms > TimeSpan.FromDays(1).TotalMilliseconds)
+        {
+            return false;
+        }
+        duration = TimeSpan.FromMilliseconds(ms);
         return true;
     }
 

@@ -20,6 +20,7 @@ public sealed class ProxyOptionsParserTests
         Assert.Equal(XdsProtocol.Delta, o.Protocol);
         Assert.False(o.Transparent);
         Assert.False(o.WaitReady);
+        Assert.Equal(TimeSpan.FromMilliseconds(100), o.ProtocolDetectionTimeout);
         Assert.StartsWith("web.default~", o.NodeId, StringComparison.Ordinal);
         Assert.EndsWith($"~{Environment.ProcessId}", o.NodeId, StringComparison.Ordinal);
     }
@@ -31,6 +32,7 @@ public sealed class ProxyOptionsParserTests
             "--service", "web", "-n", "shop", "--control-plane", "10.0.0.1:15010,cp2:16010", "--app-port", "8080",
             "--inbound", "127.0.0.1:16006", "--upstream", "greeter:50051=9001", "--upstream", "db.data:5432=127.0.0.2:9002",
             "--transparent", "--admin", "127.0.0.1:16000", "--wait-ready", "--node", "n1", "--xds-protocol", "sotw", "--join", "tok",
+            "--protocol-detection-timeout", "250ms", "--outbound", "15001",
         ]);
 
         Assert.Null(r.Error);
@@ -47,6 +49,37 @@ public sealed class ProxyOptionsParserTests
         Assert.Equal("n1", o.NodeId);
         Assert.Equal(XdsProtocol.Sotw, o.Protocol);
         Assert.Equal("tok", o.JoinToken);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), o.ProtocolDetectionTimeout);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 15001), o.Outbound);
+    }
+
+    [Fact]
+    public void ListenerTargets_Outbound_RoutesByHostWithNeitherClusterNorFixedAddress()
+    {
+        var o = ProxyOptionsParser.Parse(["--service", "web", "--outbound", "127.0.0.2:15001", "--upstream", "db:5432=9002", "--app-port", "8080"]).Options!;
+
+        var targets = ProxyMain.ListenerTargets(o).ToList();
+
+        Assert.Null(ProxyOptionsParser.Parse(["--service", "web"]).Options!.Outbound);
+        Assert.Equal(3, targets.Count);
+        var outbound = Assert.Single(targets, t => t.Name == "outbound");
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 15001), outbound.Listen);
+        Assert.Null(outbound.Cluster);
+        Assert.Null(outbound.Fixed);
+        Assert.Equal("db.default:5432", targets[0].Cluster);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 8080), targets[2].Fixed);
+    }
+
+    [Theory]
+    [InlineData("100ms", 100)]
+    [InlineData("1.5s", 1500)]
+    [InlineData("2m", 120_000)]
+    [InlineData("1h", 3_600_000)]
+    public void Parse_DetectionTimeout_ReadsUnits(string value, int ms)
+    {
+        var r = ProxyOptionsParser.Parse(["--service", "web", "--protocol-detection-timeout", value]);
+
+        Assert.Equal(TimeSpan.FromMilliseconds(ms), r.Options!.ProtocolDetectionTimeout);
     }
 
     [Fact]
@@ -85,6 +118,11 @@ public sealed class ProxyOptionsParserTests
     [InlineData(new[] { "--service", "web", "--upstream", "greeter:50051=host:1" }, "--upstream: expected")]
     [InlineData(new[] { "--service", "web", "--xds-protocol", "rest" }, "--xds-protocol: expected 'delta' or 'sotw', got 'rest'")]
     [InlineData(new[] { "--service", "web", "--node", "" }, "--node: expected a non-empty node id")]
+    [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "100" }, "--protocol-detection-timeout: expected a positive duration such as 100ms, 1s or 1m, got '100'")]
+    [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "0s" }, "--protocol-detection-timeout: expected a positive duration")]
+    [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "-1s" }, "--protocol-detection-timeout")]
+    [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "5d" }, "--protocol-detection-timeout: expected a positive duration")]
+    [InlineData(new[] { "--service", "web", "--outbound", "host:15001" }, "--outbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got 'host:15001'")]
     [InlineData(new[] { "--service", "web", "--bogus" }, "unknown flag '--bogus'")]
     [InlineData(new[] { "--service", "web", "--admin", "--wait-ready" }, "--admin needs a value")]
     public void Parse_BadFlag_ErrorNamesFlagAndExpectation(string[] args, string expected)

@@ -9,6 +9,8 @@ namespace Trellis.Cli.Commands;
 /// </summary>
 internal static class ProxyCommand
 {
+    private const string InlineCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     public static Command Create()
     {
         var rest = new Argument<string[]>("ARGS") { Description = "Flags of trellis-proxy (run 'trellis proxy --help')", Arity = ArgumentArity.ZeroOrMore };
@@ -19,6 +21,12 @@ internal static class ProxyCommand
             var exe = Find() ?? throw new CliException(
                 "trellis-proxy was not found next to trellis or on PATH; build it with 'dotnet publish src/Trellis.Proxy.Host -c Release -o DIR' into the folder that holds trellis");
             var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
+            // The data path is written for socket completions on the I/O thread (see DESIGN.md section 5); a value
+            // the user set explicitly wins.
+            if (Environment.GetEnvironmentVariable(InlineCompletions) is null)
+            {
+                psi.Environment[InlineCompletions] = "1";
+            }
             foreach (var a in parse.GetValue(rest) ?? [])
             {
                 psi.ArgumentList.Add(a);

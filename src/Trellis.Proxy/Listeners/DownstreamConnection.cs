@@ -10,7 +10,8 @@ public enum DetectedProtocol { Tcp, Http1, Http2, Tls }
 /// <summary>
 /// An accepted connection after protocol detection: the socket, the bytes already read from it (they must be
 /// replayed first), the listener it came in on, the model it keeps for its whole life, and the original
-/// destination when interception knows it.
+/// destination when interception knows it. <see cref="Prefix"/> lives in a pooled buffer that the listener takes
+/// back when the handler's task ends: copy it to keep it longer.
 /// </summary>
 internal sealed record DownstreamConnection(
     Socket Socket,

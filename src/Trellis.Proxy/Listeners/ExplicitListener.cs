@@ -1,39 +1,59 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Tcp;
+using Trellis.Proxy.Telemetry;
 
 namespace Trellis.Proxy.Listeners;
 
 /// <summary>
 /// Where one listener sends what it accepts: a service port's cluster (an --upstream listener: HTTP requests take
 /// the routes of that service port's virtual host), a fixed local address (the inbound listener), or, when both
-/// are null, the outbound route table by Host / :authority (the shared outbound port).
+/// are null, the outbound route table by Host / :authority (the shared --outbound port).
 /// </summary>
 public sealed record ListenerTarget(string Name, IPEndPoint Listen, string? Cluster, IPEndPoint? Fixed);
 
 /// <summary>
-/// An explicit listener (an `--upstream` port the application calls, or the inbound port): accepts connections,
-/// reads the model once per connection, picks an endpoint and relays bytes both ways. Opaque TCP for now: HTTP,
-/// HTTP/2 and gRPC pass through unchanged; the HTTP-aware path (routing, retries, policies) comes next.
+/// An explicit listener (an --upstream port the application calls, the shared --outbound port, or the inbound
+/// port): accepts connections, detects each one's protocol from its first bytes and hands it on: HTTP/1.x to the
+/// HTTP/1.1 engine (routing and policies per request, on the model current when the request arrives), HTTP/2 to
+/// the HTTP/2 frontend when there is one, and TLS, unknown or server-first protocols to the TCP relay (one model
+/// and one endpoint for the connection's life).
 /// </summary>
 public sealed partial class ExplicitListener : IAsyncDisposable
 {
     private readonly ListenerTarget _target;
     private readonly ModelState _model;
     private readonly ILogger _logger;
+    private readonly ListenerServices _services;
+    private readonly IHttp2Frontend? _http2;
+    private readonly bool _ownsServices;
     private readonly Socket _socket;
-    private readonly EndpointPicker _picker = new();
     private readonly CancellationTokenSource _stop = new();
     private Task _accepting = Task.CompletedTask;
     private int _active;
 
+    /// <summary>A listener with services of its own (system clock, shared random source), closed with it.</summary>
     public ExplicitListener(ListenerTarget target, ModelState model, ILogger logger)
+        : this(target, model, logger, ListenerServices.CreateDefault(), null)
+    {
+        _ownsServices = true;
+    }
+
+    /// <summary>
+    /// A listener sharing the proxy's <paramref name="services"/>; <paramref name="http2"/> serves connections that
+    /// start with the HTTP/2 preface (null: they are relayed as TCP).
+    /// </summary>
+    internal ExplicitListener(ListenerTarget target, ModelState model, ILogger logger, ListenerServices services, IHttp2Frontend? http2)
     {
         _target = target;
         _model = model;
         _logger = logger;
+        _services = services;
+        _http2 = http2;
         _socket = new Socket(target.Listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
     }
@@ -43,21 +63,27 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     /// <summary>The bound address (the port is the real one when 0 was asked for).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
-    /// <summary>Connections being relayed now.</summary>
+    /// <summary>Connections open now (being detected, relayed or served).</summary>
     public int ActiveConnections => Volatile.Read(ref _active);
 
+    /// <summary>Connect timeout when the cluster sets none (the fixed inbound target).</summary>
     public TimeSpan ConnectTimeoutDefault { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A TCP relay (or an upgraded HTTP connection) with no byte moving either way for this long is closed.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>Cancelled when the listener stops accepting: keep-alive connections close after their current request.</summary>
+    internal CancellationToken Draining => _stop.Token;
 
     public void Start()
     {
         _socket.Bind(_target.Listen);
         _socket.Listen(1024);
         _accepting = AcceptLoopAsync();
-        Log.Listening(_logger, _target.Name, LocalEndPoint.ToString(), _target.Cluster ?? _target.Fixed?.ToString() ?? "?");
+        Log.Listening(_logger, _target.Name, LocalEndPoint.ToString(), _target.Cluster ?? _target.Fixed?.ToString() ?? "routes by Host");
     }
 
-    /// <summary>Stops accepting; connections in flight continue until they finish.</summary>
+    /// <summary>Stops accepting; connections in flight finish their current request or relay.</summary>
     public async Task StopAcceptingAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
@@ -97,56 +123,91 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     private async Task HandleAsync(Socket client)
     {
         Interlocked.Increment(ref _active);
-        using var downstream = client;
+        ProxyMetrics.ConnectionOpened(_target.Name);
+        var buffer = ArrayPool<byte>.Shared.Rent(ProtocolDetector.BufferSize);
         try
         {
-            var model = _model.Current; // one model for the whole connection
-            IPEndPoint? endpoint;
-            var connectTimeout = ConnectTimeoutDefault;
-            if (_target.Fixed is { } fixedAddress)
+            using (client)
             {
-                endpoint = fixedAddress;
-            }
-            else if (_target.Cluster is { } name && model.Clusters.TryGetValue(name, out var cluster))
-            {
-                endpoint = _picker.Pick(cluster);
-                connectTimeout = cluster.ConnectTimeout > TimeSpan.Zero ? cluster.ConnectTimeout : connectTimeout;
-            }
-            else
-            {
-                endpoint = null;
-            }
-            if (endpoint is null)
-            {
-                Log.NoEndpoint(_logger, _target.Name, _target.Cluster ?? "?");
-                return;
-            }
-            using var upstream = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            using (var connect = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token))
-            {
-                connect.CancelAfter(connectTimeout);
-                try
+                var detected = await ProtocolDetector.DetectAsync(client, buffer.AsMemory(0, ProtocolDetector.BufferSize),
+                    _services.DetectionTimeout, _services.Time, _target.Name, CancellationToken.None).ConfigureAwait(false);
+                var prefix = buffer.AsMemory(0, detected.Length);
+                switch (detected.Protocol)
                 {
-                    await upstream.ConnectAsync(endpoint, connect.Token).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (ex is SocketException or OperationCanceledException)
-                {
-                    Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), ex.Message);
-                    return;
+                    case DetectedProtocol.Http1:
+                        var http1 = new Http1Connection(client, prefix, _target, _model, _services, _logger, IdleTimeout, ConnectTimeoutDefault, _stop.Token);
+                        await using (http1.ConfigureAwait(false))
+                        {
+                            await http1.RunAsync().ConfigureAwait(false);
+                        }
+                        break;
+                    case DetectedProtocol.Http2 when _http2 is not null:
+                        var connection = new DownstreamConnection(client, prefix, DetectedProtocol.Http2, _target, _model.Current, null);
+                        await _http2.ServeAsync(connection, _stop.Token).ConfigureAwait(false);
+                        break;
+                    default:
+                        await RelayTcpAsync(client, prefix).ConfigureAwait(false);
+                        break;
                 }
             }
-            await TcpRelay.RunAsync(downstream, upstream, IdleTimeout, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client went away (reset, closed) while detection or the handler ran: nothing more to do.
         }
         finally
         {
+            ArrayPool<byte>.Shared.Return(buffer);
+            ProxyMetrics.ConnectionClosed(_target.Name);
             Interlocked.Decrement(ref _active);
         }
     }
 
+    /// <summary>Relays an opaque connection to one endpoint of the target, chosen once on the connection's model.</summary>
+    private async Task RelayTcpAsync(Socket downstream, ReadOnlyMemory<byte> prefix)
+    {
+        var model = _model.Current; // one model for the whole connection
+        IPEndPoint? endpoint = null;
+        var connectTimeout = ConnectTimeoutDefault;
+        if (_target.Fixed is { } fixedAddress)
+        {
+            endpoint = fixedAddress;
+        }
+        else if (_target.Cluster is { } name && _services.Clusters.Get(model, name) is { } runtime)
+        {
+            endpoint = runtime.Pick(0, null)?.Address;
+            connectTimeout = runtime.Model.ConnectTimeout > TimeSpan.Zero ? runtime.Model.ConnectTimeout : connectTimeout;
+        }
+        if (endpoint is null)
+        {
+            Log.NoEndpoint(_logger, _target.Name, _target.Cluster ?? "(the shared outbound port routes only HTTP by Host)");
+            return;
+        }
+        using var upstream = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using (var connect = new CancellationTokenSource(connectTimeout, _services.Time))
+        using (_stop.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), connect))
+        {
+            try
+            {
+                await upstream.ConnectAsync(endpoint, connect.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+            {
+                Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), ex is OperationCanceledException ? $"no answer within {connectTimeout.TotalSeconds:0.###} s" : ex.Message);
+                return;
+            }
+        }
+        await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>Stops accepting. The stop source is not disposed: connections still in flight read its token.</summary>
     public async ValueTask DisposeAsync()
     {
         await StopAcceptingAsync().ConfigureAwait(false);
-        _stop.Dispose();
+        if (_ownsServices)
+        {
+            _services.Pools.Dispose();
+        }
     }
 
     private static partial class Log
@@ -154,7 +215,7 @@ public sealed partial class ExplicitListener : IAsyncDisposable
         [LoggerMessage(1, LogLevel.Information, "listener {Name} on {Address} -> {Target}")]
         public static partial void Listening(ILogger logger, string name, string address, string target);
 
-        [LoggerMessage(2, LogLevel.Warning, "listener {Name}: no usable endpoint in cluster {Cluster}; connection closed")]
+        [LoggerMessage(2, LogLevel.Warning, "listener {Name}: no usable endpoint for {Cluster}; connection closed")]
         public static partial void NoEndpoint(ILogger logger, string name, string cluster);
 
         [LoggerMessage(3, LogLevel.Warning, "listener {Name}: connect to {Endpoint} failed: {Error}")]

@@ -3,32 +3,37 @@ using System.Net.Sockets;
 
 namespace Trellis.Proxy.Tcp;
 
-/// <summary>Copies bytes both ways between two connected sockets until both sides have finished, passing half-closes on.</summary>
+/// <summary>
+/// Copies bytes both ways between two connected sockets until both sides have finished, passing half-closes on.
+/// Bytes already read from the downstream (protocol detection) go upstream first. The relay ends when neither
+/// direction moved a byte for the idle timeout (measured on the injected clock).
+/// </summary>
 internal static class TcpRelay
 {
     private const int BufferSize = 16 * 1024;
 
-    public static async Task RunAsync(Socket downstream, Socket upstream, TimeSpan idleTimeout, CancellationToken ct)
+    public static async Task RunAsync(Socket downstream, ReadOnlyMemory<byte> prefix, Socket upstream, TimeSpan idleTimeout, TimeProvider time, CancellationToken ct)
     {
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var activity = new Activity(idle, idleTimeout);
-        var a = PumpAsync(downstream, upstream, activity, idle.Token);
-        var b = PumpAsync(upstream, downstream, activity, idle.Token);
+        using var activity = new IdleWatch(idle, idleTimeout, time);
         try
         {
+            while (!prefix.IsEmpty)
+            {
+                var sent = await upstream.SendAsync(prefix, SocketFlags.None, idle.Token).ConfigureAwait(false);
+                prefix = prefix[sent..];
+            }
+            var a = PumpAsync(downstream, upstream, activity, idle.Token);
+            var b = PumpAsync(upstream, downstream, activity, idle.Token);
             await Task.WhenAll(a, b).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
         {
             // One side reset or went idle: close both.
         }
-        finally
-        {
-            activity.Dispose();
-        }
     }
 
-    private static async Task PumpAsync(Socket from, Socket to, Activity activity, CancellationToken ct)
+    private static async Task PumpAsync(Socket from, Socket to, IdleWatch activity, CancellationToken ct)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
         try
@@ -61,42 +66,52 @@ internal static class TcpRelay
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+}
 
-    /// <summary>Cancels the relay when neither direction moved a byte for the idle timeout.</summary>
-    private sealed class Activity : IDisposable
+/// <summary>
+/// Cancels a source when no activity was reported for the timeout: one timer on the injected clock, re-armed for
+/// the time left whenever it fires early; <see cref="Touch"/> only stores a timestamp.
+/// </summary>
+internal sealed class IdleWatch : IDisposable
+{
+    private readonly CancellationTokenSource _cts;
+    private readonly TimeSpan _timeout;
+    private readonly TimeProvider _time;
+    private readonly ITimer? _timer;
+    private long _last;
+
+    public IdleWatch(CancellationTokenSource cts, TimeSpan timeout, TimeProvider time)
     {
-        private readonly CancellationTokenSource _cts;
-        private readonly TimeSpan _timeout;
-        private readonly Timer? _timer;
-        private long _lastTicks = Environment.TickCount64;
-
-        public Activity(CancellationTokenSource cts, TimeSpan timeout)
+        _cts = cts;
+        _timeout = timeout;
+        _time = time;
+        _last = time.GetTimestamp();
+        if (timeout > TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
         {
-            _cts = cts;
-            _timeout = timeout;
-            if (timeout > TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
-            {
-                var period = TimeSpan.FromMilliseconds(Math.Max(100, timeout.TotalMilliseconds / 4));
-                _timer = new Timer(_ => Check(), null, period, period);
-            }
+            _timer = time.CreateTimer(static s => ((IdleWatch)s!).Check(), this, timeout, Timeout.InfiniteTimeSpan);
         }
-
-        public void Touch() => Volatile.Write(ref _lastTicks, Environment.TickCount64);
-
-        private void Check()
-        {
-            if (Environment.TickCount64 - Volatile.Read(ref _lastTicks) > _timeout.TotalMilliseconds)
-            {
-                try
-                {
-                    _cts.Cancel();
-                }
-                catch (ObjectDisposedException)
-                {
-                }
-            }
-        }
-
-        public void Dispose() => _timer?.Dispose();
     }
+
+    public void Touch() => Volatile.Write(ref _last, _time.GetTimestamp());
+
+    private void Check()
+    {
+        var idleFor = _time.GetElapsedTime(Volatile.Read(ref _last));
+        try
+        {
+            if (idleFor >= _timeout)
+            {
+                _cts.Cancel();
+            }
+            else
+            {
+                _timer?.Change(_timeout - idleFor, Timeout.InfiniteTimeSpan);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    public void Dispose() => _timer?.Dispose();
 }

@@ -306,7 +306,10 @@ internal static partial class ModelCompiler
             case RouteMatch.PathSpecifierOneofCase.SafeRegex:
                 kind = PathMatchKind.Regex;
                 path = m.SafeRegex.Regex;
-                CheckRegex($"{where}: match.safe_regex.regex", path, errors);
+                if (!CheckRegex($"{where}: match.safe_regex.regex", path, errors))
+                {
+                    return null; // the model compiles regexes as it is built: a bad one must not reach it
+                }
                 break;
             default:
                 errors.Add($"{where}: match: unsupported path specifier {m.PathSpecifierCase}");
@@ -477,23 +480,26 @@ internal static partial class ModelCompiler
             case StringMatcher.MatchPatternOneofCase.Contains:
                 return (null, $"{ci}{Regex.Escape(s.Contains)}");
             case StringMatcher.MatchPatternOneofCase.SafeRegex:
-                CheckRegex($"{where}.safe_regex.regex", s.SafeRegex.Regex, errors);
-                return (null, $"^(?:{s.SafeRegex.Regex})$");
+                return CheckRegex($"{where}.safe_regex.regex", s.SafeRegex.Regex, errors)
+                    ? (null, $"^(?:{s.SafeRegex.Regex})$")
+                    : (null, null); // recorded as an error: the update is rejected, the placeholder never serves
             default:
                 errors.Add($"{where}: no match pattern");
                 return (null, null);
         }
     }
 
-    private static void CheckRegex(string where, string pattern, List<string> errors)
+    private static bool CheckRegex(string where, string pattern, List<string> errors)
     {
         try
         {
             _ = new Regex(pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+            return true;
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException)
         {
             errors.Add($"{where}: '{pattern}' does not compile with RegexOptions.NonBacktracking: {e.Message}");
+            return false;
         }
     }
 
