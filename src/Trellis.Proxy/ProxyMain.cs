@@ -2,6 +2,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Admin;
+using Trellis.Proxy.Http.Http2;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
@@ -47,10 +48,14 @@ public static partial class ProxyMain
         var settings = new AdsClientSettings(options.NodeId, options.Service, options.Namespace, options.ControlPlanes, options.Protocol);
         var ads = new AdsClient(settings, state, loggerFactory.CreateLogger<AdsClient>());
 
+        // One set of cluster runtimes (balancers, breakers, outlier state) and route policies for every listener
+        // and both HTTP paths; the runtimes follow the newest model.
+        using var runtimes = new ClusterRuntimes(TimeProvider.System, state, Random.Shared.NextDouble, loggerFactory.CreateLogger<ClusterRuntimes>());
+        var policies = new RoutePolicies(TimeProvider.System, Random.Shared.NextDouble);
         AdminServer admin;
         try
         {
-            admin = await AdminServer.StartAsync(options.Admin, ads, loggerFactory, stop.Token).ConfigureAwait(false);
+            admin = await AdminServer.StartAsync(options.Admin, ads, runtimes, loggerFactory, stop.Token).ConfigureAwait(false);
         }
         catch (IOException e)
         {
@@ -61,17 +66,17 @@ public static partial class ProxyMain
         {
             LogStarted(log, options.NodeId, admin.Address.ToString());
             var listeners = new List<ExplicitListener>();
-            // One set of cluster runtimes, route policies and upstream pools for every listener of the proxy.
-            var services = new ListenerServices(new ClusterRuntimes(TimeProvider.System), new RoutePolicies(TimeProvider.System, Random.Shared.NextDouble),
-                TimeProvider.System, Random.Shared)
+            var services = new ListenerServices(runtimes, policies, TimeProvider.System, Random.Shared)
             {
                 DetectionTimeout = options.ProtocolDetectionTimeout,
             };
+            var http2 = new Http2Frontend(state, runtimes, policies, TimeProvider.System, loggerFactory);
+            await using var http2Scope = http2.ConfigureAwait(false);
             try
             {
                 foreach (var target in ListenerTargets(options))
                 {
-                    var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>(), services, http2: null);
+                    var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>(), services, http2);
                     listeners.Add(listener);
                     listener.Start();
                 }

@@ -40,7 +40,7 @@ internal sealed class ListenerServices
     /// Whether a failed try may be retried: <see cref="RoutePolicies.IsRetriable"/> (the route's retry_on); replaceable
     /// so that tests of the retry flow do not depend on the policy rules.
     /// </summary>
-    public Func<RetryPolicyModel, int, int?, ProxyError, bool> IsRetriable { get; init; } = RoutePolicies.IsRetriable;
+    public Func<RetryPolicyModel, int, int?, ProxyError, bool, bool> IsRetriable { get; init; } = RoutePolicies.IsRetriable;
 
     /// <summary>A uniform random number for weighted cluster choice.</summary>
     public uint Roll() => (uint)Random.NextInt64(0, 1L << 32);

@@ -75,6 +75,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private bool _bodyHeld;
     private ReadOnlySequence<byte> _body;
     private bool _anyResponseByte;
+
+    /// <summary>The number of the try under way (1, then 2 for the first retry ...), sent upstream on retries.</summary>
+    private int _attempt = 1;
     private UpstreamConnection? _upstream;
     private ClusterPool? _pool;
     private Task<CopyResult>? _bodyTask;
@@ -444,6 +447,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             }
 
             runtime?.OnAttemptStart(endpoint);
+            _attempt = retries + 1;
             var started = _time.GetTimestamp();
             var attempt = await TryAsync(endpoint, route, limits, connectTimeout, policy?.PerTryTimeout).ConfigureAwait(false);
             var status = attempt == Attempt.Response ? _response.Status : 0;
@@ -456,7 +460,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             var error = ToError(attempt);
             var retry = runtime is not null && policy is not null && retries < policy.NumRetries && replayable
                 && attempt is not (Attempt.RequestTimeout or Attempt.CircuitOpen or Attempt.BadRequestBody or Attempt.ClientGone)
-                && _services.IsRetriable(policy, status, null, error)
+                && _services.IsRetriable(policy, status, null, error, attempt == Attempt.TryTimeout)
                 && runtime.TryEnterRetry();
             if (!retry)
             {
@@ -586,7 +590,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<Attempt> ExchangeAsync(UpstreamConnection connection, RouteModel? route)
     {
-        Http1Writer.RequestHead(connection.Writer, _request, route, _request.IsUpgrade);
+        Http1Writer.RequestHead(connection.Writer, _request, route, _request.IsUpgrade, _attempt);
         _anyResponseByte = false;
         try
         {

@@ -70,9 +70,10 @@ internal static class Http1Writer
     /// <summary>
     /// The request head for the upstream: request line with the (rewritten) path and HTTP/1.1, every field line as
     /// received except hop-by-hop fields, Expect (answered by the proxy) and what the route removes or sets; Host
-    /// replaced by the route's host rewrite or an absolute-form target's authority; then the route's added fields.
+    /// replaced by the route's host rewrite or an absolute-form target's authority; then the route's added fields,
+    /// and on a retry <c>x-trellis-attempt-count</c> with the try's number (2 for the first retry).
     /// </summary>
-    public static void RequestHead(IBufferWriter<byte> w, RequestHead request, RouteModel? route, bool upgrade)
+    public static void RequestHead(IBufferWriter<byte> w, RequestHead request, RouteModel? route, bool upgrade, int attempt = 1)
     {
         w.Write(request.MethodBytes);
         w.Write(" "u8);
@@ -133,6 +134,12 @@ internal static class Http1Writer
         if (route is not null)
         {
             Mutations(w, route.RequestHeadersToAdd);
+        }
+        if (attempt > 1)
+        {
+            w.Write("x-trellis-attempt-count: "u8);
+            Text(w, attempt.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            w.Write("\r\n"u8);
         }
         if (upgrade)
         {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Frozen;
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
@@ -216,7 +217,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                 UpstreamAttempt attempt;
                 try
                 {
-                    attempt = await SendAsync(exchange, route, address, body, connectTimeout, policy?.PerTryTimeout).ConfigureAwait(false);
+                    attempt = await SendAsync(exchange, route, address, body, connectTimeout, policy?.PerTryTimeout, retries + 1).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -257,7 +258,8 @@ internal sealed partial class Http2Forwarder : IDisposable
                     lastError = attempt.Error;
                     LogAttemptFailed(_log, exchange.Cluster, address.ToString(), attempt.Error.Code(), attempt.Detail ?? "");
                     if (policy is not null
-                        && RoutePolicies.IsRetriable(policy, 0, null, attempt.Error)
+                        && RoutePolicies.IsRetriable(policy, 0, null, attempt.Error,
+                            perTryTimeout: attempt.Error == ProxyError.UpstreamTimeout && !exchange.CallToken.IsCancellationRequested)
                         && await TryStartRetryAsync(exchange, runtime, policy, body, retries + 1).ConfigureAwait(false))
                     {
                         avoid = address;
@@ -313,9 +315,13 @@ internal sealed partial class Http2Forwarder : IDisposable
         exchange.ClientGone ? Task.CompletedTask : RespondErrorAsync(exchange, error);
 
     /// <summary>One try: the request to one endpoint, until its response headers (or failure).</summary>
-    private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout, TimeSpan? perTryTimeout)
+    private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout, TimeSpan? perTryTimeout, int attemptNumber)
     {
         var request = BuildRequest(exchange, route, address, body, connectTimeout);
+        if (attemptNumber > 1)
+        {
+            request.Headers.TryAddWithoutValidation("x-trellis-attempt-count", attemptNumber.ToString(CultureInfo.InvariantCulture));
+        }
         var tryCancel = CancellationTokenSource.CreateLinkedTokenSource(exchange.CallToken);
         var perTry = perTryTimeout is { } t && t > TimeSpan.Zero
             ? _time.CreateTimer(static s => CancelQuietly((CancellationTokenSource)s!), tryCancel, t, Timeout.InfiniteTimeSpan)

@@ -394,7 +394,7 @@ internal sealed class TestProxy : IAsyncDisposable
         Services = new ListenerServices(new ClusterRuntimes(Clock), new RoutePolicies(Clock, () => 0.5), Clock, new Random(seed))
         {
             DetectionTimeout = TimeSpan.FromSeconds(30),
-            IsRetriable = isRetriable ?? RoutePolicies.IsRetriable,
+            IsRetriable = isRetriable is null ? RoutePolicies.IsRetriable : (p, s, g, e, perTry) => isRetriable(p, s, g, perTry ? Trellis.Proxy.Http.ProxyError.UpstreamTimeout : e),
         };
         Listener = new ExplicitListener(new ListenerTarget("test", new IPEndPoint(IPAddress.Loopback, 0), fixedAddress is null ? cluster : null, fixedAddress),
             state, NullLogger.Instance, Services, null)
