@@ -73,6 +73,9 @@ internal sealed class AdsService(SnapshotCache cache, ProxySyncRegistry registry
                         view = ClientView.Of(node, options.ClusterName);
                         connection.View = view;
                         XdsLog.StreamOpened(logger, protocol, connection.StreamId, connection.NodeId, context.Peer);
+                        // Headers now: a client that already holds everything (delta with initial_resource_versions)
+                        // may get no response for a long time, and still learns that the stream is up.
+                        await context.WriteResponseHeadersAsync([]).ConfigureAwait(false);
                     }
                     await stream.HandleRequestAsync(request, snapshot.ForClient(view), connection, logger).ConfigureAwait(false);
                     read = requests.MoveNext(ct);

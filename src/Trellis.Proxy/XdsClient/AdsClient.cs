@@ -202,6 +202,9 @@ public sealed partial class AdsClient
         // Named subscriptions for what we already hold (reconnect).
         var compiled = ModelCompiler.Compile(_resources);
         await UpdateDeltaSubscriptionsAsync(call.RequestStream, subscribed, compiled, initial: true, ct).ConfigureAwait(false);
+        // The control plane answers with headers at once; after a reconnect it may send nothing else (we are up to date).
+        await call.ResponseHeadersAsync.WaitAsync(ct).ConfigureAwait(false);
+        Connected(address);
 
         while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
         {
@@ -399,6 +402,8 @@ public sealed partial class AdsClient
             await call.RequestStream.WriteAsync(req, ct).ConfigureAwait(false);
         }
         await UpdateSotwSubscriptionsAsync(call.RequestStream, types, ModelCompiler.Compile(_resources), ct).ConfigureAwait(false);
+        await call.ResponseHeadersAsync.WaitAsync(ct).ConfigureAwait(false);
+        Connected(address);
 
         while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
         {

@@ -8,27 +8,28 @@ namespace Trellis.IntegrationTests.Mesh;
 /// <summary>Steady traffic while the configuration changes every second and while the control plane dies: nothing fails.</summary>
 public sealed class ChurnTests
 {
-    private static string Yaml(string text) => text.Replace("[[", "{", StringComparison.Ordinal).Replace("]]", "}", StringComparison.Ordinal);
+    /// <summary>A YAML fragment on its own lines, so fragments concatenate into one multi-document text.</summary>
+    private static string Yaml(string text) => "\n" + text + "\n";
 
-    private static string Entry(string name, TestHttpApp app, string version) => Yaml($"""
+    private static string Entry(string name, TestHttpApp app, string version) => Yaml($$"""
         ---
         apiVersion: trellis.dev/v1alpha1
         kind: WorkloadEntry
-        metadata: [[name: {name}]]
-        spec: [[address: 127.0.0.1, ports: [[http: {app.Port}]], labels: [[app: greeter, version: {version}]]]]
+        metadata: {name: {{name}}}
+        spec: {address: 127.0.0.1, ports: {http: {{app.Port}}}, labels: {app: greeter, version: {{version}}} }
         """);
 
-    private static string Split(int v1Weight) => Yaml($"""
+    private static string Split(int v1Weight) => Yaml($$"""
         ---
         apiVersion: gateway.networking.k8s.io/v1
         kind: HTTPRoute
-        metadata: [[name: greeter-split]]
+        metadata: {name: greeter-split}
         spec:
-          parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+          parentRefs: [{kind: Service, name: greeter, port: 8080}]
           rules:
           - backendRefs:
-            - [[kind: Service, name: greeter-v1, port: 8080, weight: {v1Weight}]]
-            - [[kind: Service, name: greeter-v2, port: 8080, weight: {100 - v1Weight}]]
+            - {kind: Service, name: greeter-v1, port: 8080, weight: {{v1Weight}}}
+            - {kind: Service, name: greeter-v2, port: 8080, weight: {{100 - v1Weight}}}
         """);
 
     private const string Services = """

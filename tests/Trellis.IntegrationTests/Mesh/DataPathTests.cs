@@ -15,7 +15,8 @@ namespace Trellis.IntegrationTests.Mesh;
 /// </summary>
 public sealed class DataPathTests
 {
-    private static string Yaml(string text) => text.Replace("[[", "{", StringComparison.Ordinal).Replace("]]", "}", StringComparison.Ordinal);
+    /// <summary>A YAML fragment on its own lines, so fragments concatenate into one multi-document text.</summary>
+    private static string Yaml(string text) => "\n" + text + "\n";
 
     [Fact]
     public async Task Mesh_Http1GrpcH2cAndTcp_CrossTwoSidecarsToTheApps()
@@ -27,41 +28,41 @@ public sealed class DataPathTests
         await mesh.ApplyAsync(Yaml("""
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: greeter]]
-            spec: [[selector: [[app: greeter]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            metadata: {name: greeter}
+            spec: {selector: {app: greeter}, ports: [{name: http, port: 8080, protocol: http}]}
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: echo]]
-            spec: [[selector: [[app: echo]], ports: [[[name: grpc, port: 9090, protocol: grpc]]]]]
+            metadata: {name: echo}
+            spec: {selector: {app: echo}, ports: [{name: grpc, port: 9090, protocol: grpc}]}
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: tcp-echo]]
-            spec: [[selector: [[app: tcp-echo]], ports: [[[name: tcp, port: 7000, protocol: tcp]]]]]
+            metadata: {name: tcp-echo}
+            spec: {selector: {app: tcp-echo}, ports: [{name: tcp, port: 7000, protocol: tcp}]}
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: web]]
-            spec: [[selector: [[app: web]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            metadata: {name: web}
+            spec: {selector: {app: web}, ports: [{name: http, port: 8080, protocol: http}]}
             """));
         var greeterSidecar = await mesh.StartSidecarAsync("greeter", appPort: greeter.Port);
         var echoSidecar = await mesh.StartSidecarAsync("echo", appPort: echo.Port);
-        await mesh.ApplyAsync(Yaml($"""
+        await mesh.ApplyAsync(Yaml($$"""
             apiVersion: trellis.dev/v1alpha1
             kind: WorkloadEntry
-            metadata: [[name: greeter-1]]
-            spec: [[address: 127.0.0.1, ports: [[http: {greeterSidecar.InboundPort}]], labels: [[app: greeter]]]]
+            metadata: {name: greeter-1}
+            spec: {address: 127.0.0.1, ports: {http: {{greeterSidecar.InboundPort}} }, labels: {app: greeter} }
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: WorkloadEntry
-            metadata: [[name: echo-1]]
-            spec: [[address: 127.0.0.1, ports: [[grpc: {echoSidecar.InboundPort}]], labels: [[app: echo]]]]
+            metadata: {name: echo-1}
+            spec: {address: 127.0.0.1, ports: {grpc: {{echoSidecar.InboundPort}} }, labels: {app: echo} }
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: WorkloadEntry
-            metadata: [[name: tcp-echo-1]]
-            spec: [[address: 127.0.0.1, ports: [[tcp: {tcp.Port}]], labels: [[app: tcp-echo]]]]
+            metadata: {name: tcp-echo-1}
+            spec: {address: 127.0.0.1, ports: {tcp: {{tcp.Port}} }, labels: {app: tcp-echo} }
             """));
         var web = await mesh.StartSidecarAsync("web", ["greeter:8080", "echo:9090", "tcp-echo:7000"]);
 

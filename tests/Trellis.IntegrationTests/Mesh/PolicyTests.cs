@@ -16,7 +16,8 @@ namespace Trellis.IntegrationTests.Mesh;
 /// </summary>
 public sealed class PolicyTests
 {
-    private static string Yaml(string text) => text.Replace("[[", "{", StringComparison.Ordinal).Replace("]]", "}", StringComparison.Ordinal);
+    /// <summary>A YAML fragment on its own lines, so fragments concatenate into one multi-document text.</summary>
+    private static string Yaml(string text) => "\n" + text + "\n";
 
     private const string GreeterService = """
         apiVersion: trellis.dev/v1alpha1
@@ -25,12 +26,12 @@ public sealed class PolicyTests
         spec: {selector: {app: greeter}, ports: [{name: http, port: 8080, protocol: http}]}
         """;
 
-    private static string Entry(string name, TestHttpApp app, string labels = "app: greeter", string extra = "") => Yaml($"""
+    private static string Entry(string name, TestHttpApp app, string labels = "app: greeter", string extra = "") => Yaml($$"""
         ---
         apiVersion: trellis.dev/v1alpha1
         kind: WorkloadEntry
-        metadata: [[name: {name}]]
-        spec: [[address: 127.0.0.1, ports: [[http: {app.Port}]], labels: [[{labels}]]{extra}]]
+        metadata: {name: {{name}}}
+        spec: {address: 127.0.0.1, ports: {http: {{app.Port}}}, labels: {{{labels}}}{{extra}}}
         """);
 
     /// <summary>A mesh with greeter's endpoints and the caller's sidecar; returns the caller's local greeter URL.</summary>
@@ -66,25 +67,25 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: greeter-v1]]
-            spec: [[selector: [[app: greeter, version: v1]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            metadata: {name: greeter-v1}
+            spec: {selector: {app: greeter, version: v1}, ports: [{name: http, port: 8080, protocol: http}]}
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: Service
-            metadata: [[name: greeter-v2]]
-            spec: [[selector: [[app: greeter, version: v2]], ports: [[[name: http, port: 8080, protocol: http]]]]]
+            metadata: {name: greeter-v2}
+            spec: {selector: {app: greeter, version: v2}, ports: [{name: http, port: 8080, protocol: http}]}
             ---
             apiVersion: gateway.networking.k8s.io/v1
             kind: HTTPRoute
-            metadata: [[name: greeter-split]]
+            metadata: {name: greeter-split}
             spec:
-              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              parentRefs: [{kind: Service, name: greeter, port: 8080}]
               rules:
-              - matches: [[[path: [[type: PathPrefix, value: /beta]]]]]
-                backendRefs: [[[kind: Service, name: greeter-v2, port: 8080]]]
+              - matches: [{path: {type: PathPrefix, value: /beta}}]
+                backendRefs: [{kind: Service, name: greeter-v2, port: 8080}]
               - backendRefs:
-                - [[kind: Service, name: greeter-v1, port: 8080, weight: 80]]
-                - [[kind: Service, name: greeter-v2, port: 8080, weight: 20]]
+                - {kind: Service, name: greeter-v1, port: 8080, weight: 80}
+                - {kind: Service, name: greeter-v2, port: 8080, weight: 20}
             """) + Entry("v1", v1, "app: greeter, version: v1") + Entry("v2", v2, "app: greeter, version: v2"));
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -120,12 +121,13 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
-            spec: [[targetRef: [[kind: Service, name: greeter]], retries: [[attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms]]]]
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, retries: {attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms}}
             """));
         await Eventually.WaitAsync(async () => (await SendAsync(http, url, 10)).All(r => r.Status == 200), "retries to take effect", TimeSpan.FromSeconds(30));
 
-        var with = await SendAsync(http, url, 200, parallel: 4);
+        // Two callers at once: within the default three concurrent retries of the cluster (connectionPool.maxRetries).
+        var with = await SendAsync(http, url, 200, parallel: 2);
         Assert.All(with, r => Assert.Equal((200, "good"), (r.Status, r.Body)));
         Assert.True(flaky.Requests > 40, "the flaky endpoint kept being tried (retries went elsewhere)");
     }
@@ -163,11 +165,11 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
+            metadata: {name: greeter}
             spec:
-              targetRef: [[kind: Service, name: greeter]]
-              retries: [[attempts: 4, retryOn: [5xx], budgetPercent: 20, backoffBaseInterval: 1ms, backoffMaxInterval: 2ms]]
-              connectionPool: [[maxRetries: 1000]]
+              targetRef: {kind: Service, name: greeter}
+              retries: {attempts: 4, retryOn: [5xx], budgetPercent: 20, backoffBaseInterval: 1ms, backoffMaxInterval: 2ms}
+              connectionPool: {maxRetries: 1000}
             """), bad);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -208,10 +210,10 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
+            metadata: {name: greeter}
             spec:
-              targetRef: [[kind: Service, name: greeter]]
-              outlierDetection: [[consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50]]
+              targetRef: {kind: Service, name: greeter}
+              outlierDetection: {consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}
             """), good, sick);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -247,8 +249,8 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
-            spec: [[targetRef: [[kind: Service, name: greeter]], connectionPool: [[maxRequests: 2, maxPendingRequests: 1, maxConnections: 2]]]]
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, connectionPool: {maxRequests: 2, maxPendingRequests: 1, maxConnections: 2}}
             """), slow);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -273,25 +275,25 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: FaultInjection
-            metadata: [[name: flaky]]
-            spec: [[abort: [[percent: 30, httpStatus: 503]]]]
+            metadata: {name: flaky}
+            spec: {abort: {percent: 30, httpStatus: 503}}
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: FaultInjection
-            metadata: [[name: slow]]
-            spec: [[delay: [[percent: 100, fixedDelay: 300ms]]]]
+            metadata: {name: slow}
+            spec: {delay: {percent: 100, fixedDelay: 300ms}}
             ---
             apiVersion: gateway.networking.k8s.io/v1
             kind: HTTPRoute
-            metadata: [[name: greeter]]
+            metadata: {name: greeter}
             spec:
-              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              parentRefs: [{kind: Service, name: greeter, port: 8080}]
               rules:
-              - matches: [[[path: [[type: PathPrefix, value: /slow]]]]]
-                filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: FaultInjection, name: slow]]]]]
-                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
-              - filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: FaultInjection, name: flaky]]]]]
-                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              - matches: [{path: {type: PathPrefix, value: /slow}}]
+                filters: [{type: ExtensionRef, extensionRef: {group: trellis.dev, kind: FaultInjection, name: slow}}]
+                backendRefs: [{kind: Service, name: greeter, port: 8080}]
+              - filters: [{type: ExtensionRef, extensionRef: {group: trellis.dev, kind: FaultInjection, name: flaky}}]
+                backendRefs: [{kind: Service, name: greeter, port: 8080}]
             """), app);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -315,17 +317,17 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: RateLimit
-            metadata: [[name: five]]
-            spec: [[tokenBucket: [[maxTokens: 5, tokensPerFill: 5, fillInterval: 60s]]]]
+            metadata: {name: five}
+            spec: {tokenBucket: {maxTokens: 5, tokensPerFill: 5, fillInterval: 60s}}
             ---
             apiVersion: gateway.networking.k8s.io/v1
             kind: HTTPRoute
-            metadata: [[name: greeter]]
+            metadata: {name: greeter}
             spec:
-              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              parentRefs: [{kind: Service, name: greeter, port: 8080}]
               rules:
-              - filters: [[[type: ExtensionRef, extensionRef: [[group: trellis.dev, kind: RateLimit, name: five]]]]]
-                backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              - filters: [{type: ExtensionRef, extensionRef: {group: trellis.dev, kind: RateLimit, name: five}}]
+                backendRefs: [{kind: Service, name: greeter, port: 8080}]
             """), app);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -350,12 +352,12 @@ public sealed class PolicyTests
             ---
             apiVersion: gateway.networking.k8s.io/v1
             kind: HTTPRoute
-            metadata: [[name: greeter]]
+            metadata: {name: greeter}
             spec:
-              parentRefs: [[[kind: Service, name: greeter, port: 8080]]]
+              parentRefs: [{kind: Service, name: greeter, port: 8080}]
               rules:
-              - backendRefs: [[[kind: Service, name: greeter, port: 8080]]]
-                timeouts: [[request: 400ms]]
+              - backendRefs: [{kind: Service, name: greeter, port: 8080}]
+                timeouts: {request: 400ms}
             """), app);
         await using var _ = mesh;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
@@ -378,8 +380,8 @@ public sealed class PolicyTests
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
-            spec: [[targetRef: [[kind: Service, name: greeter]], loadBalancer: [[algorithm: RingHash, hashOn: [[header: x-user]]]]]]
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: RingHash, hashOn: {header: x-user}}}
             """), a, b, c);
         await using var _ = mesh;
         using var http = new HttpClient();
@@ -397,52 +399,56 @@ public sealed class PolicyTests
     }
 
     [Fact]
-    public async Task LeastRequest_OneEndpointBusy_NewRequestsGoToTheIdleOne()
+    public async Task LeastRequest_OneEndpointHoldsRequests_LaterRequestsAvoidIt()
     {
-        await using var busy = await TestHttpApp.StartAsync("busy");
-        await using var idle = await TestHttpApp.StartAsync("idle");
+        await using var slow = await TestHttpApp.StartAsync("slow");
+        await using var fast = await TestHttpApp.StartAsync("fast");
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var held = 0;
-        var heldFour = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        busy.Handler = async ctx =>
+        var arrivedAtSlow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        slow.Handler = async ctx =>
         {
-            if (ctx.Request.Path == "/hold")
-            {
-                if (Interlocked.Increment(ref held) == 4)
-                {
-                    heldFour.TrySetResult();
-                }
-                await release.Task.WaitAsync(ctx.RequestAborted);
-            }
+            Volatile.Read(ref arrivedAtSlow).TrySetResult();
+            await release.Task.WaitAsync(ctx.RequestAborted);
             return false;
         };
-        idle.Handler = ctx => Task.FromResult(false);
         var (mesh, web, url) = await StartAsync(Yaml("""
             ---
             apiVersion: trellis.dev/v1alpha1
             kind: TrafficPolicy
-            metadata: [[name: greeter]]
-            spec: [[targetRef: [[kind: Service, name: greeter]], loadBalancer: [[algorithm: LeastRequest]]]]
-            """), busy, idle);
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: LeastRequest}}
+            """), slow, fast);
         await using var _ = mesh;
         using var http = new HttpClient();
 
-        // Requests to /hold pile up on "busy" only (the idle endpoint answers them at once).
-        var holds = new List<Task<HttpResponseMessage>>();
-        for (var i = 0; i < 40 && held < 4; i++)
+        // One request at a time: each either completes at "fast" or is held by "slow" before the next is sent.
+        // Round robin would hold 10 of 20 at "slow"; least request sends nothing more to an endpoint with a request
+        // in flight while the other has none.
+        var held = new List<Task<HttpResponseMessage>>();
+        for (var i = 0; i < 20; i++)
         {
-            var t = http.GetAsync(url + "hold");
-            if (!t.IsCompleted)
+            var arrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref arrivedAtSlow, arrived);
+            var call = http.GetAsync(url);
+            await Task.WhenAny(call, arrived.Task).WaitAsync(TimeSpan.FromSeconds(20));
+            if (arrived.Task.IsCompleted)
             {
-                holds.Add(t);
+                held.Add(call);
             }
-            await Task.WhenAny(t, heldFour.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+            else
+            {
+                using var done = await call;
+                Assert.Equal("fast", await done.Content.ReadAsStringAsync());
+            }
         }
-        await heldFour.Task.WaitAsync(TimeSpan.FromSeconds(20));
-        var next = await SendAsync(http, url, 20);
         release.SetResult();
-        await Task.WhenAll(holds);
+        foreach (var h in held)
+        {
+            using var r = await h;
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        }
 
-        Assert.All(next, r => Assert.Equal("idle", r.Body)); // 4 outstanding on busy vs 0 on idle: both choices favour idle
+        Assert.True(held.Count <= 1, $"{held.Count} of 20 requests were sent to the endpoint already holding one");
+        Assert.True(fast.Requests >= 19);
     }
 }
