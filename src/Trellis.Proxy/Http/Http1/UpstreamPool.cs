@@ -69,6 +69,9 @@ internal enum LeaseKind { Reused, Open, CircuitOpen }
 /// </summary>
 internal sealed class UpstreamPools : IDisposable
 {
+    /// <summary>Idle connections younger than this are reused without checking that the upstream kept them open.</summary>
+    internal static readonly TimeSpan TrustIdleFor = TimeSpan.FromSeconds(1);
+
     private readonly ConcurrentDictionary<string, ClusterPool> _pools = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly ITimer _sweep;
@@ -180,7 +183,11 @@ internal sealed class ClusterPool(TimeProvider time)
             }
             if (candidate is not null)
             {
-                if (time.GetElapsedTime(candidate.IdleSince) < candidate.IdleTimeout && !candidate.LooksClosed())
+                // A connection idle only briefly is taken as is (the poll is a syscall per request, and a close that
+                // races with reuse is caught anyway: a reused connection failing before any response byte is
+                // replaced once); one idle longer is checked first.
+                var idle = time.GetElapsedTime(candidate.IdleSince);
+                if (idle < candidate.IdleTimeout && (idle < UpstreamPools.TrustIdleFor || !candidate.LooksClosed()))
                 {
                     return (LeaseKind.Reused, candidate);
                 }
