@@ -138,7 +138,6 @@ public sealed class PolicyTests
         await using var bad = await TestHttpApp.StartAsync("bad");
         var inFlightRetries = 0;
         var maxConcurrentRetries = 0;
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         bad.Handler = async ctx =>
         {
             var retry = ctx.Request.Headers.TryGetValue("x-trellis-attempt-count", out var a) && a.ToString() != "1";
@@ -149,7 +148,8 @@ public sealed class PolicyTests
             }
             try
             {
-                await Task.WhenAny(release.Task, Task.Delay(100, ctx.RequestAborted));
+                // A slow failure (100 ms), so that retries of concurrent requests overlap at the app.
+                await Task.Delay(100, ctx.RequestAborted);
                 ctx.Response.StatusCode = 503;
                 return true;
             }
