@@ -100,6 +100,52 @@ public sealed class PolicyTests
     }
 
     [Fact]
+    public async Task HttpRoute_Filters_RewriteHeadersAndRedirect()
+    {
+        await using var app = await TestHttpApp.StartAsync("greeter-1");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: gateway.networking.k8s.io/v1
+            kind: HTTPRoute
+            metadata: {name: greeter}
+            spec:
+              parentRefs: [{kind: Service, name: greeter, port: 8080}]
+              rules:
+              - matches: [{path: {type: PathPrefix, value: /old}}]
+                filters:
+                - type: RequestRedirect
+                  requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /new}, statusCode: 301}
+              - matches: [{path: {type: PathPrefix, value: /api}}]
+                filters:
+                - type: RequestHeaderModifier
+                  requestHeaderModifier: {set: [{name: x-env, value: mesh}], remove: [x-secret]}
+                - type: ResponseHeaderModifier
+                  responseHeaderModifier: {add: [{name: x-served-by, value: trellis}]}
+                - type: URLRewrite
+                  urlRewrite: {hostname: greeter.internal, path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+                backendRefs: [{kind: Service, name: greeter, port: 8080}]
+            """), app);
+        await using var _ = mesh;
+        using var http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false });
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, url + "api/items?q=1");
+        request.Headers.Add("x-secret", "s3cret");
+        request.Headers.Add("x-env", "laptop");
+        using var response = await http.SendAsync(request);
+        using var redirect = await http.GetAsync(url + "old/page");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("trellis", response.Headers.GetValues("x-served-by").Single());
+        var seen = app.Seen.Last();
+        Assert.Equal(("/v2/items?q=1", "greeter.internal"), (seen.PathAndQuery, seen.Host));
+        Assert.Equal("mesh", seen.Headers["x-env"]);
+        Assert.False(seen.Headers.ContainsKey("x-secret"));
+        Assert.Equal(HttpStatusCode.MovedPermanently, redirect.StatusCode);
+        Assert.Equal("/new", redirect.Headers.Location!.IsAbsoluteUri ? redirect.Headers.Location.AbsolutePath : redirect.Headers.Location.OriginalString);
+        Assert.Equal(1, app.Requests); // the redirect was answered by the proxy
+    }
+
+    [Fact]
     public async Task Retries_FlakyEndpoint_RecoversEveryRequest()
     {
         await using var good = await TestHttpApp.StartAsync("good");
