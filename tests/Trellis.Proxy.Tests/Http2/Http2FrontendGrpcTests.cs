@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Telemetry;
-using Trellis.Proxy.Tests.Http2.Grpc;
+using Trellis.Testing.Grpc;
 using Trellis.Testing;
 using Xunit;
 
@@ -35,7 +35,7 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
         var reply = await call.ResponseAsync;
 
         Assert.Equal("hi", reply.Text);
-        Assert.Equal("a", reply.Backend);
+        Assert.Equal("a", reply.Instance);
         Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
         Assert.Equal("unary", call.GetTrailers().GetValue("x-app-trailer"));
     }
@@ -102,7 +102,7 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
         await using var proxied = Start(H2Models.Cluster(GrpcTarget, backends.A.EndPoint));
         var client = proxied.Grpc;
 
-        var ex = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailCode = (int)StatusCode.NotFound }, cancellationToken: Bounded()).ResponseAsync);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailWith = (int)StatusCode.NotFound }, cancellationToken: Bounded()).ResponseAsync);
 
         Assert.Equal(StatusCode.NotFound, ex.StatusCode);
         Assert.Equal("app says no", ex.Status.Detail);
@@ -210,7 +210,7 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
         {
             var client = proxied.Grpc;
             await client.UnaryAsync(new EchoRequest { Text = "1" }, cancellationToken: Bounded());
-            await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailCode = 7 }, cancellationToken: Bounded()).ResponseAsync);
+            await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new EchoRequest { FailWith = 7 }, cancellationToken: Bounded()).ResponseAsync);
         }
         // The harness is disposed: every request finished and was counted.
         lock (counted)
@@ -256,7 +256,7 @@ public sealed class Http2FrontendGrpcTests(H2Backends backends) : IClassFixture<
 
         var reply = await proxied.Grpc.UnaryAsync(new EchoRequest { Text = "in" }, cancellationToken: Bounded());
 
-        Assert.Equal("b", reply.Backend);
+        Assert.Equal("b", reply.Instance);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 using Trellis.Proxy.Telemetry;
-using Trellis.Proxy.Tests.Http2.Grpc;
+using Trellis.Testing.Grpc;
 
 namespace Trellis.Proxy.Tests.Http2;
 
@@ -27,19 +27,19 @@ internal sealed class EchoService(BackendName backend) : Echo.EchoBase
 {
     public override Task<EchoReply> Unary(EchoRequest request, ServerCallContext context)
     {
-        if (request.FailCode != 0)
+        if (request.FailWith != 0)
         {
-            throw new RpcException(new Status((StatusCode)request.FailCode, "app says no"), new Metadata { { "x-app-trailer", "failed" } });
+            throw new RpcException(new Status((StatusCode)request.FailWith, "app says no"), new Metadata { { "x-app-trailer", "failed" } });
         }
         context.ResponseTrailers.Add("x-app-trailer", "unary");
-        return Task.FromResult(new EchoReply { Text = request.Text, Backend = backend.Name });
+        return Task.FromResult(new EchoReply { Text = request.Text, Instance = backend.Name });
     }
 
     public override async Task ServerStream(EchoRequest request, IServerStreamWriter<EchoReply> responseStream, ServerCallContext context)
     {
         for (var i = 0; i < request.Count; i++)
         {
-            await responseStream.WriteAsync(new EchoReply { Text = $"{request.Text}-{i}", Backend = backend.Name });
+            await responseStream.WriteAsync(new EchoReply { Text = $"{request.Text}-{i}", Instance = backend.Name });
         }
         context.ResponseTrailers.Add("x-app-trailer", "server-stream");
     }
@@ -52,14 +52,14 @@ internal sealed class EchoService(BackendName backend) : Echo.EchoBase
             texts.Add(request.Text);
         }
         context.ResponseTrailers.Add("x-app-trailer", "client-stream");
-        return new EchoReply { Text = string.Join(",", texts), Backend = backend.Name };
+        return new EchoReply { Text = string.Join(",", texts), Instance = backend.Name };
     }
 
     public override async Task Bidi(IAsyncStreamReader<EchoRequest> requestStream, IServerStreamWriter<EchoReply> responseStream, ServerCallContext context)
     {
         await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
         {
-            await responseStream.WriteAsync(new EchoReply { Text = "echo:" + request.Text, Backend = backend.Name });
+            await responseStream.WriteAsync(new EchoReply { Text = "echo:" + request.Text, Instance = backend.Name });
         }
         context.ResponseTrailers.Add("x-app-trailer", "bidi");
     }
