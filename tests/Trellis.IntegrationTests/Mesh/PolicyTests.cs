@@ -181,31 +181,43 @@ public sealed class PolicyTests
     [Fact]
     public async Task RetryBudget_EveryEndpointFailing_RetriesCappedAtBudget()
     {
+        const int callers = 50;
         await using var bad = await TestHttpApp.StartAsync("bad");
-        var inFlightRetries = 0;
+        // The app holds the 50 first tries until all have arrived, then fails them at once; it then holds the retries
+        // that follow until every call is either retrying at the app or finished (answered by the proxy), so the
+        // retries the proxy let through are all in flight together when counted.
+        var firstTries = 0;
+        var allFirstTriesIn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var heldRetries = 0;
+        var finished = 0;
         var maxConcurrentRetries = 0;
+        var retriesSettled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void CheckSettled()
+        {
+            if (Volatile.Read(ref heldRetries) + Volatile.Read(ref finished) >= callers)
+            {
+                retriesSettled.TrySetResult();
+            }
+        }
         bad.Handler = async ctx =>
         {
             var retry = ctx.Request.Headers.TryGetValue("x-trellis-attempt-count", out var a) && a.ToString() != "1";
-            if (retry)
+            if (!retry)
             {
-                var now = Interlocked.Increment(ref inFlightRetries);
-                InterlockedMax(ref maxConcurrentRetries, now);
-            }
-            try
-            {
-                // A slow failure (100 ms), so that retries of concurrent requests overlap at the app.
-                await Task.Delay(100, ctx.RequestAborted);
-                ctx.Response.StatusCode = 503;
-                return true;
-            }
-            finally
-            {
-                if (retry)
+                if (Interlocked.Increment(ref firstTries) == callers)
                 {
-                    Interlocked.Decrement(ref inFlightRetries);
+                    allFirstTriesIn.TrySetResult();
                 }
+                await allFirstTriesIn.Task.WaitAsync(ctx.RequestAborted);
             }
+            else if (!retriesSettled.Task.IsCompleted)
+            {
+                InterlockedMax(ref maxConcurrentRetries, Interlocked.Increment(ref heldRetries));
+                CheckSettled();
+                await retriesSettled.Task.WaitAsync(ctx.RequestAborted);
+            }
+            ctx.Response.StatusCode = 503;
+            return true;
         };
         var (mesh, web, url) = await StartAsync(Yaml("""
             ---
@@ -220,12 +232,18 @@ public sealed class PolicyTests
         await using var _ = mesh;
         using var http = new HttpClient();
 
-        var results = await SendAsync(http, url, 100, parallel: 50);
+        var results = await Task.WhenAll(Enumerable.Range(0, callers).Select(async _ =>
+        {
+            using var response = await http.GetAsync(url);
+            Interlocked.Increment(ref finished);
+            CheckSettled();
+            return (int)response.StatusCode;
+        })).WaitAsync(TimeSpan.FromSeconds(60));
 
-        Assert.All(results, r => Assert.Equal(503, r.Status));
-        // 50 requests in flight: the budget allows max(20% of 50, 3) = 10 retries at once; without it up to 50.
+        Assert.All(results, status => Assert.Equal(503, status));
+        // 50 requests in flight: the budget allows max(20% of 50, 3) = 10 retries at once; without it all 50.
         Assert.InRange(maxConcurrentRetries, 1, 10);
-        Assert.True(bad.Requests < 100 * 5, $"{bad.Requests} upstream attempts");
+        Assert.True(bad.Requests < callers * 5, $"{bad.Requests} upstream attempts");
     }
 
     private static void InterlockedMax(ref int target, int value)
