@@ -30,6 +30,14 @@ internal static class MetricsExport
             description: "Start time of the proxy process since the Unix epoch.");
         ProcessMeter.CreateObservableGauge("trellis_proxy_gc_heap_bytes", static () => GC.GetTotalMemory(false),
             description: "Bytes in the managed heap.");
+        ProcessMeter.CreateObservableCounter("trellis_proxy_gc_allocated_bytes_total", static () => GC.GetTotalAllocatedBytes(),
+            description: "Bytes allocated on the managed heap since the proxy started (allocation rate: its rate()).");
+        ProcessMeter.CreateObservableCounter("trellis_proxy_gc_collections_total", static () => new[]
+        {
+            new Measurement<long>(GC.CollectionCount(0), new KeyValuePair<string, object?>("generation", "gen0")),
+            new Measurement<long>(GC.CollectionCount(1), new KeyValuePair<string, object?>("generation", "gen1")),
+            new Measurement<long>(GC.CollectionCount(2), new KeyValuePair<string, object?>("generation", "gen2")),
+        }, description: "Garbage collections since the proxy started: gen0 counts every collection, gen1 those of gen1 and gen2, gen2 the full ones.");
     }
 
     /// <summary>Registers the meter provider and the Prometheus exporter in the admin app's services.</summary>

@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Trellis.Proxy.Tcp;
+using Trellis.Proxy.Threading;
 
 namespace Trellis.Proxy.Http.Http1;
 
@@ -19,7 +20,7 @@ internal enum CopyResult { Done, SourceEnded, SourceFailed, SinkFailed, Malforme
 internal static class BodyCopy
 {
     /// <summary>Copies exactly <paramref name="length"/> bytes.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     public static async ValueTask<CopyResult> CopyLengthAsync(PipeReader from, PipeWriter to, long length, CancellationToken ct)
     {
         while (length > 0)
@@ -54,7 +55,7 @@ internal static class BodyCopy
     }
 
     /// <summary>Copies a chunked body, validating its framing (see <see cref="ChunkedDecoder"/>).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     public static async ValueTask<CopyResult> CopyChunkedAsync(PipeReader from, PipeWriter to, bool dechunk, CancellationToken ct)
     {
         var decoder = new ChunkedDecoder();
@@ -88,7 +89,7 @@ internal static class BodyCopy
     }
 
     /// <summary>Copies until the source ends (a close-delimited response body).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     public static async ValueTask<CopyResult> CopyToEndAsync(PipeReader from, PipeWriter to, CancellationToken ct)
     {
         while (true)
@@ -116,7 +117,7 @@ internal static class BodyCopy
     }
 
     /// <summary>One read; a failure of the source or a cancelled read comes back as a result, a timeout as an exception.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private static async ValueTask<(ReadResult Read, CopyResult Failure)> ReadAsync(PipeReader from, CancellationToken ct)
     {
         try
@@ -139,7 +140,7 @@ internal static class BodyCopy
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     public static async ValueTask<CopyResult> FlushAsync(PipeWriter to, CancellationToken ct)
     {
         try

@@ -9,6 +9,7 @@ using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Telemetry;
+using Trellis.Proxy.Threading;
 
 namespace Trellis.Proxy.Http.Http1;
 
@@ -137,7 +138,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     // ---- 1. Request head ---------------------------------------------------------------------------------------
 
     /// <summary>Reads and parses the next request head; false when the connection ends (closed, idle, drained, or a bad head answered).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<bool> ReadHeadAsync()
     {
         Arm(_idleTimeout, Deadline.Idle);
@@ -226,7 +227,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         return MessageHead.FindEnd(_scratch.AsSpan(0, n), out start, out end);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask RespondToBadHeadAsync(ProxyError error, string detail)
     {
         Http1Writer.Simple(_out, error.HttpStatus(), error, null, $"{error.Message()}: {detail}\n", null, close: true, http10KeepAlive: false, headOnly: false);
@@ -237,7 +238,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     // ---- 2. One request, top to bottom ---------------------------------------------------------------------------
 
     /// <summary>Serves the parsed request; true when the connection may carry the next one.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<bool> HandleRequestAsync()
     {
         _requestStart = _time.GetTimestamp();
@@ -264,7 +265,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         return !_close && _bodyConsumed;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ProcessAsync()
     {
         // Routing reads the model current now: a route change applies from the next request on this connection.
@@ -309,7 +310,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         await ForwardAsync(model, decision, route).ConfigureAwait(false);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ForwardAsync(ProxyModel model, RouteDecision decision, RouteModel? route)
     {
         ClusterRuntime? runtime = null;
@@ -362,7 +363,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// Answers 100-continue, and reads a body of known length up to <see cref="MaxBufferedBody"/> whole (kept in the
     /// pipe, not copied) so that tries can replay it. False when the client went away or was too slow.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<bool> StartBodyAsync()
     {
         if (!_request.HasBody)
@@ -417,7 +418,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
 
     // ---- 3. Tries and retries ---------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask TryAllAsync(RouteModel? route, ClusterRuntime? runtime, IPEndPoint? fixedAddress, PoolLimits limits, TimeSpan connectTimeout)
     {
         var policy = route?.Retry;
@@ -520,7 +521,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// the response head in. A reused connection that turns out closed before any response byte is replaced by a
     /// fresh one once, when the request can be replayed.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<Attempt> TryAsync(IPEndPoint endpoint, RouteModel? route, PoolLimits limits, TimeSpan connectTimeout, TimeSpan? perTry)
     {
         _tryStart = _time.GetTimestamp();
@@ -587,7 +588,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private Attempt TimedOut() => _armed == Deadline.Request ? Attempt.RequestTimeout : Attempt.TryTimeout;
 
     /// <summary>Sends the request head and body and reads the response head (a streamed body goes up while the response is awaited).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<Attempt> ExchangeAsync(UpstreamConnection connection, RouteModel? route)
     {
         Http1Writer.RequestHead(connection.Writer, _request, route, _request.IsUpgrade, _attempt);
@@ -634,7 +635,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<CopyResult> SendStreamedBodyAsync(UpstreamConnection connection)
     {
         var result = _request.Chunked
@@ -645,7 +646,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     }
 
     /// <summary>Reads the upstream's response head, skipping interim (1xx) responses other than 101.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<Attempt> ReadResponseHeadAsync(UpstreamConnection connection)
     {
         var reader = connection.Reader;
@@ -702,7 +703,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     // ---- 4. The response -------------------------------------------------------------------------------------------
 
     /// <summary>Forwards the response head and streams its body; the upstream connection goes back to the pool when clean.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask ForwardResponseAsync(RouteModel? route, PoolLimits limits)
     {
         var connection = _upstream!;
@@ -777,7 +778,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// After the response: a streamed request body still going up is stopped (the upstream answered early; the
     /// downstream connection then closes, as the rest of the body was never read). True when the body completed.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     private async ValueTask<bool> StopRequestBodyAsync(UpstreamConnection connection)
     {
         if (_bodyTask is not { } task)
@@ -832,7 +833,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         return RespondAsync(status > 0 ? status : error.HttpStatus(), error, null, body, null);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask RespondAsync(int status, ProxyError error, string? location, string body, RouteModel? route)
     {
         DiscardUpstream();
