@@ -43,21 +43,10 @@ public sealed class ProtocolDetectorTests
         Assert.Null(ProtocolDetector.Classify(Encoding.ASCII.GetBytes(first)));
     }
 
-    private static async Task<(Socket Client, Socket Server)> PairAsync()
-    {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(listener.LocalEndPoint!);
-        var server = await listener.AcceptAsync();
-        return (client, server);
-    }
-
     [Fact]
     public async Task DetectAsync_RequestLineInTwoPieces_IsHttp1AndKeepsEveryByte()
     {
-        var (client, server) = await PairAsync();
+        var (client, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         {
@@ -79,7 +68,7 @@ public sealed class ProtocolDetectorTests
     [Fact]
     public async Task DetectAsync_Http2Preface_IsHttp2()
     {
-        var (client, server) = await PairAsync();
+        var (client, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         {
@@ -94,7 +83,7 @@ public sealed class ProtocolDetectorTests
     [Fact]
     public async Task DetectAsync_ClientHello_IsTls()
     {
-        var (client, server) = await PairAsync();
+        var (client, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         {
@@ -109,7 +98,7 @@ public sealed class ProtocolDetectorTests
     public async Task DetectAsync_SilentClient_IsTcpAfterTheTimeoutOnTheClock()
     {
         var clock = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
-        var (client, server) = await PairAsync();
+        var (client, server) = await LoopbackSockets.PairAsync();
         using (client)
         using (server)
         using (var detections = new MetricRecorder("trellis_proxy_protocol_detections_total", "silent-test", "protocol"))
@@ -136,7 +125,7 @@ public sealed class ProtocolDetectorTests
     [Fact]
     public async Task DetectAsync_ClientClosesWithoutSending_IsTcp()
     {
-        var (client, server) = await PairAsync();
+        var (client, server) = await LoopbackSockets.PairAsync();
         using (server)
         {
             client.Shutdown(SocketShutdown.Send);

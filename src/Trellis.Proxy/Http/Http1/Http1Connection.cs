@@ -34,7 +34,6 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     public static readonly TimeSpan DefaultRouteTimeout = TimeSpan.FromSeconds(15);
 
     private static readonly PoolLimits FixedLimits = new(int.MaxValue, int.MaxValue, null, TimeSpan.FromMinutes(1));
-    private static readonly IOException Closing = new("downstream connection closed by the proxy");
 
     private enum Deadline { None, Idle, Request, Try, Connect }
 
@@ -45,7 +44,6 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private const int PhaseDrained = 2;
 
     private readonly Socket _socket;
-    private readonly Stream _stream;
     private readonly PipeReader _in;
     private readonly PipeWriter _out;
     private readonly ListenerTarget _target;
@@ -87,9 +85,8 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         ILogger logger, TimeSpan idleTimeout, TimeSpan connectTimeoutDefault, CancellationToken draining)
     {
         _socket = socket;
-        _stream = new PrefixedStream(new NetworkStream(socket, ownsSocket: false), prefix);
-        _in = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 8192, minimumReadSize: 2048, leaveOpen: true));
-        _out = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
+        _in = new SocketReader(socket, prefix.Span);
+        _out = new SocketWriter(socket);
         _target = target;
         _models = models;
         _services = services;
@@ -974,9 +971,8 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             }
         }
         DiscardUpstream();
-        await _stream.DisposeAsync().ConfigureAwait(false);
-        await _in.CompleteAsync(Closing).ConfigureAwait(false);
-        await _out.CompleteAsync(Closing).ConfigureAwait(false);
+        _in.Complete();
+        _out.Complete();
         _request.Dispose();
         _response.Dispose();
         if (_scratch is not null)

@@ -2,27 +2,23 @@ using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using Trellis.Proxy.Tcp;
 
 namespace Trellis.Proxy.Http.Http1;
 
 /// <summary>One keep-alive connection to an upstream endpoint, with pipes over its socket.</summary>
 internal sealed class UpstreamConnection : IDisposable
 {
-    /// <summary>Passed when completing the pipes so they never try a last synchronous write on a closing socket.</summary>
-    private static readonly IOException Closing = new("upstream connection closed by the proxy");
-
     public UpstreamConnection(Socket socket, IPEndPoint endpoint)
     {
         Socket = socket;
         Endpoint = endpoint;
-        Stream = new NetworkStream(socket, ownsSocket: true);
-        Reader = PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: 8192, minimumReadSize: 2048, leaveOpen: true));
-        Writer = PipeWriter.Create(Stream, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
+        Reader = new SocketReader(socket);
+        Writer = new SocketWriter(socket);
     }
 
     public Socket Socket { get; }
     public IPEndPoint Endpoint { get; }
-    public NetworkStream Stream { get; }
     public PipeReader Reader { get; }
     public PipeWriter Writer { get; }
 
@@ -52,9 +48,9 @@ internal sealed class UpstreamConnection : IDisposable
 
     public void Dispose()
     {
-        Stream.Dispose();
-        Reader.Complete(Closing);
-        Writer.Complete(Closing);
+        Socket.Dispose();
+        Reader.Complete();
+        Writer.Complete();
     }
 }
 
