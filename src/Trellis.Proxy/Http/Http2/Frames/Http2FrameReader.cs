@@ -35,8 +35,8 @@ internal struct Http2FrameReader
     /// moved past bytes of a rejected frame. Call again with more bytes appended.</item>
     /// <item><see cref="Http2ReadStatus.Error"/>: see <paramref name="error"/>. For a stream error the offending frame is
     /// consumed (or will be dropped as it arrives) and <paramref name="frame"/> carries its header with an empty
-    /// payload; reading may continue. For a connection error <paramref name="buffer"/> is left as it was and the
-    /// connection must end.</item>
+    /// payload; reading may continue. For a connection error <paramref name="buffer"/> is not advanced past the
+    /// offending frame, and the connection must end (GOAWAY with the error's code, then close).</item>
     /// </list>
     /// </summary>
     /// <param name="maxFrameSize">The SETTINGS_MAX_FRAME_SIZE this endpoint advertised (16384 unless changed).</param>
