@@ -106,8 +106,33 @@ internal static class ProtocolDetector
                 }
             }
         }
+        if (timedOut && TryReadArrived(socket, buffer, ref length) && Classify(buffer.Span[..length]) is { } late)
+        {
+            // The bytes were in time; only their read was late (a busy machine): classify them, do not fall back.
+            protocol = late;
+            timedOut = false;
+        }
         var result = new DetectionResult(protocol ?? DetectedProtocol.Tcp, length, timedOut);
         ProxyMetrics.RecordDetection(listener, result.Protocol, time.GetElapsedTime(started));
         return result;
+    }
+
+    /// <summary>Reads, without waiting, bytes that already arrived; false when there were none.</summary>
+    private static bool TryReadArrived(Socket socket, Memory<byte> buffer, ref int length)
+    {
+        try
+        {
+            if (length == buffer.Length || socket.Available == 0)
+            {
+                return false;
+            }
+            var n = socket.Receive(buffer.Span[length..], SocketFlags.None);
+            length += n;
+            return n > 0;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
     }
 }

@@ -44,6 +44,25 @@ public sealed class ProtocolDetectorTests
     }
 
     [Fact]
+    public async Task DetectAsync_BytesAlreadyThereWhenTheDeadlinePasses_AreClassifiedNotRelayedAsTcp()
+    {
+        // A busy machine can run the detection's timer before the read of bytes that arrived in time; here the
+        // deadline has passed before the first read even starts.
+        var (client, server) = await LoopbackSockets.PairAsync();
+        using (client)
+        using (server)
+        {
+            await client.SendAsync("GET /a HTTP/1.1\r\n"u8.ToArray());
+            var buffer = new byte[ProtocolDetector.BufferSize];
+            var result = await ProtocolDetector.DetectAsync(server, buffer, TimeSpan.Zero, TimeProvider.System, "t", CancellationToken.None);
+
+            Assert.Equal(DetectedProtocol.Http1, result.Protocol);
+            Assert.False(result.TimedOut);
+            Assert.Equal("GET /a HTTP/1.1\r\n", Encoding.ASCII.GetString(buffer, 0, result.Length));
+        }
+    }
+
+    [Fact]
     public async Task DetectAsync_RequestLineInTwoPieces_IsHttp1AndKeepsEveryByte()
     {
         var (client, server) = await LoopbackSockets.PairAsync();
