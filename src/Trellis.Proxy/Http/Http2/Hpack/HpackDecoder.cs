@@ -38,7 +38,7 @@ internal sealed class HpackDecoder : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(maxHeaderListSize);
         _limit = maxDynamicTableSize;
         _maxHeaderListSize = maxHeaderListSize;
-        _table = new HpackDynamicTable(maxDynamicTableSize, maxDynamicTableSize);
+        _table = new HpackDynamicTable(maxDynamicTableSize);
     }
 
     /// <summary>What was wrong with the last block that failed (null until one fails).</summary>

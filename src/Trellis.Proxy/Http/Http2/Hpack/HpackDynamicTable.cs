@@ -7,12 +7,14 @@ namespace Trellis.Proxy.Http.Http2.Hpack;
 /// value + 32 per entry) never exceeds <see cref="MaxSize"/>; adding evicts from the oldest end, and an entry
 /// larger than the maximum empties the table.
 /// <para>
-/// Storage is allocated once per capacity: the bytes of all entries live in one ring of <c>capacity</c> bytes,
-/// each entry's name then value contiguous from its offset. The ring's array is twice the capacity and an entry
-/// that runs past the end of the ring is also copied to its start, so every entry can be read as one span at
-/// [offset, offset + length) while the ring still wraps. Entries' lengths live in a second ring of small structs
-/// (at most capacity / 32 of them). Live bytes plus a new entry never exceed the capacity, so a write never
-/// overlaps a live entry.
+/// The bytes of all entries live in one ring, each entry's name then value contiguous from its offset. Offsets
+/// wrap at the ring's capacity, but the array is twice as long, so an entry that starts near the end simply runs
+/// on past it and every entry is one span at [offset, offset + length). Live bytes plus a new entry never exceed
+/// the capacity, so a new entry never overlaps a live one: the part of the array past the capacity that an entry
+/// ran into is only reused after the ring has gone round once more, by which time that entry was evicted.
+/// Entries' lengths live in a second ring of small structs. Both start small and double when an entry does not
+/// fit (never beyond what <see cref="MaxSize"/> can hold), so a connection that sends few headers keeps a small
+/// table; once grown, adding and evicting allocate nothing.
 /// </para>
 /// </summary>
 internal sealed class HpackDynamicTable
@@ -20,19 +22,18 @@ internal sealed class HpackDynamicTable
     /// <summary>The overhead RFC 7541 section 4.1 adds to each entry's name and value lengths.</summary>
     public const int EntryOverhead = 32;
 
-    private byte[] _bytes;
-    private int _capacity;
-    private Entry[] _entries;
+    private const int MinBytes = 256;
+    private const int MinEntries = 8;
+
+    private byte[] _bytes = [];
+    private int _capacity;    // ring capacity in bytes (_bytes is twice as long)
+    private Entry[] _entries = [];
     private int _oldest;      // slot of the oldest entry in _entries
     private int _byteTail;    // ring offset where the next entry's bytes go
 
-    public HpackDynamicTable(int capacity, int maxSize)
+    public HpackDynamicTable(int maxSize)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(capacity);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxSize, capacity);
-        _capacity = capacity;
-        _bytes = new byte[2 * capacity];
-        _entries = new Entry[(capacity / EntryOverhead) + 1];
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
         MaxSize = maxSize;
     }
 
@@ -45,9 +46,6 @@ internal sealed class HpackDynamicTable
     /// <summary>The current maximum size (the last dynamic table size update).</summary>
     public int MaxSize { get; private set; }
 
-    /// <summary>The largest maximum size this table can take without reallocating.</summary>
-    public int Capacity => _capacity;
-
     /// <summary>Entry <paramref name="i"/>, 0 being the newest (HPACK index 62).</summary>
     public ref readonly Entry this[int i] => ref _entries[Slot(i)];
 
@@ -55,14 +53,10 @@ internal sealed class HpackDynamicTable
 
     public ReadOnlySpan<byte> Value(in Entry entry) => _bytes.AsSpan(entry.Offset + entry.NameLength, entry.ValueLength);
 
-    /// <summary>Sets the maximum size, evicting from the oldest end until the entries fit; grows the storage if needed.</summary>
+    /// <summary>Sets the maximum size, evicting from the oldest end until the entries fit.</summary>
     public void SetMaxSize(int maxSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
-        if (maxSize > _capacity)
-        {
-            Grow(maxSize);
-        }
         MaxSize = maxSize;
         while (Size > maxSize)
         {
@@ -86,30 +80,34 @@ internal sealed class HpackDynamicTable
         {
             EvictOldest();
         }
-        var offset = _byteTail;
         var length = name.Length + value.Length;
+        var used = Size - (Count * EntryOverhead);
+        if (used + length > _capacity || Count == _entries.Length)
+        {
+            Grow(used + length);
+        }
+        var offset = _byteTail;
         name.CopyTo(_bytes.AsSpan(offset));
         value.CopyTo(_bytes.AsSpan(offset + name.Length));
+        // An entry that runs past the end of the ring stays whole in the upper half; the next starts at the wrap.
         var end = offset + length;
-        if (end > _capacity)
-        {
-            // The entry wraps: its bytes past the end also belong at the start of the ring.
-            _bytes.AsSpan(_capacity, end - _capacity).CopyTo(_bytes);
-            end -= _capacity;
-        }
-        _byteTail = end == _capacity ? 0 : end;
+        _byteTail = end >= _capacity ? end - _capacity : end;
         _entries[(_oldest + Count) % _entries.Length] = new Entry(offset, name.Length, value.Length, staticNameIndex);
         Count++;
         Size += size;
     }
 
     /// <summary>
-    /// The newest entry whose name and value equal the given ones (its position, 0 newest), or -1;
-    /// <paramref name="nameMatch"/> is the newest entry with that name, or -1.
+    /// The newest entry whose name and value equal the given ones (its position, 0 newest), or -1. When there
+    /// is none, <paramref name="nameMatch"/> is the newest entry with that name, or -1 (otherwise it is unspecified).
     /// </summary>
     public int Find(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, out int nameMatch)
     {
         nameMatch = -1;
+        if (Count == 0)
+        {
+            return -1;
+        }
         var entries = _entries;
         var slot = (_oldest + Count - 1) % entries.Length;
         for (var i = 0; i < Count; i++)
@@ -134,6 +132,10 @@ internal sealed class HpackDynamicTable
     /// <summary>The newest entry with this name (its position, 0 newest), or -1.</summary>
     public int FindName(ReadOnlySpan<byte> name)
     {
+        if (Count == 0)
+        {
+            return -1;
+        }
         var entries = _entries;
         var slot = (_oldest + Count - 1) % entries.Length;
         for (var i = 0; i < Count; i++)
@@ -191,25 +193,45 @@ internal sealed class HpackDynamicTable
         _byteTail = 0;
     }
 
-    private void Grow(int capacity)
+    /// <summary>
+    /// Makes room for <paramref name="bytesNeeded"/> live bytes and one more entry: doubles whichever ring is
+    /// short (up to what the maximum size can hold) and packs the entries, oldest first, from offset 0.
+    /// </summary>
+    private void Grow(int bytesNeeded)
     {
-        var oldBytes = _bytes;
-        var old = new Entry[Count];
+        var capacity = _capacity;
+        if (bytesNeeded > capacity)
+        {
+            capacity = Math.Max(bytesNeeded, Math.Min(Math.Max(MinBytes, 2 * capacity), MaxSize));
+        }
+        var slots = _entries.Length;
+        if (Count == slots)
+        {
+            slots = Math.Max(Count + 1, Math.Min(Math.Max(MinEntries, 2 * slots), (MaxSize / EntryOverhead) + 1));
+        }
+        var bytes = capacity == _capacity ? _bytes : new byte[2 * capacity];
+        var entries = new Entry[slots];
+        var offset = 0;
         for (var i = 0; i < Count; i++)
         {
-            old[i] = this[Count - 1 - i]; // oldest first
+            var e = this[Count - 1 - i];
+            var length = e.NameLength + e.ValueLength;
+            if (!ReferenceEquals(bytes, _bytes))
+            {
+                _bytes.AsSpan(e.Offset, length).CopyTo(bytes.AsSpan(offset));
+                e = e with { Offset = offset };
+                offset += length;
+            }
+            entries[i] = e;
         }
-        _capacity = capacity;
-        _bytes = new byte[2 * capacity];
-        _entries = new Entry[(capacity / EntryOverhead) + 1];
-        var max = MaxSize;
-        Clear();
-        MaxSize = capacity;
-        foreach (var e in old)
+        if (!ReferenceEquals(bytes, _bytes))
         {
-            Add(oldBytes.AsSpan(e.Offset, e.NameLength), oldBytes.AsSpan(e.Offset + e.NameLength, e.ValueLength), e.StaticNameIndex);
+            _byteTail = offset;
         }
-        MaxSize = max;
+        _bytes = bytes;
+        _capacity = capacity;
+        _entries = entries;
+        _oldest = 0;
     }
 
     /// <summary>

@@ -25,7 +25,7 @@ internal sealed class HpackEncoder
     private int _updateMin = int.MaxValue;
     private int _updateTarget;
 
-    /// <param name="maxDynamicTableSize">The most memory this encoder gives its dynamic table; it uses the smaller
+    /// <param name="maxDynamicTableSize">The largest dynamic table this encoder keeps; it uses the smaller
     /// of this and the peer's SETTINGS_HEADER_TABLE_SIZE (4096 until the peer says otherwise).</param>
     public HpackEncoder(int maxDynamicTableSize = HpackDecoder.DefaultTableSize)
     {
@@ -33,7 +33,7 @@ internal sealed class HpackEncoder
         _ownMax = maxDynamicTableSize;
         // Both sides start at the protocol's 4096 (the peer's decoder assumes it): a smaller own limit is
         // announced in the first block.
-        _table = new HpackDynamicTable(maxDynamicTableSize, Math.Min(maxDynamicTableSize, HpackDecoder.DefaultTableSize));
+        _table = new HpackDynamicTable(Math.Min(maxDynamicTableSize, HpackDecoder.DefaultTableSize));
         if (maxDynamicTableSize < HpackDecoder.DefaultTableSize)
         {
             _updatePending = true;
@@ -107,7 +107,10 @@ internal sealed class HpackEncoder
         }
         ArgumentOutOfRangeException.ThrowIfLessThan(status, 100);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(status, 999);
-        Span<byte> digits = [(byte)('0' + (status / 100)), (byte)('0' + (status / 10 % 10)), (byte)('0' + (status % 10))];
+        Span<byte> digits = stackalloc byte[3];
+        digits[0] = (byte)('0' + (status / 100));
+        digits[1] = (byte)('0' + (status / 10 % 10));
+        digits[2] = (byte)('0' + (status % 10));
         WriteField(output, HpackStaticTable.Status, HpackStaticTable.Name(HpackStaticTable.Status), digits, HpackIndexing.Incremental);
     }
 
