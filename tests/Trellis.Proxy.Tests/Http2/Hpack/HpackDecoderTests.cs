@@ -180,6 +180,24 @@ public sealed class HpackDecoderTests
     }
 
     [Fact]
+    public void Decode_NeverIndexedLiteral_ReportedDuringTheCallback()
+    {
+        // :method GET (indexed), password: secret (C.2.3, never indexed), :path /sample/path (C.2.2, without indexing).
+        var decoder = new HpackDecoder();
+        byte[] block = [0x82, .. Hex("1008 7061 7373 776f 7264 0673 6563 7265 74"), .. Hex("040c 2f73 616d 706c 652f 7061 7468")];
+        var sink = new NeverIndexedSink(decoder);
+        Assert.Equal(HpackStatus.Ok, decoder.Decode(block, ref sink));
+        Assert.Equal([false, true, false], sink.Flags);
+    }
+
+    private readonly struct NeverIndexedSink(HpackDecoder decoder) : IHpackSink
+    {
+        public List<bool> Flags { get; } = [];
+
+        public void OnHeader(int staticNameIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => Flags.Add(decoder.FieldIsNeverIndexed);
+    }
+
+    [Fact]
     public void Decode_IndexZero_CompressionErrorNamingTheByte()
     {
         var decoder = new HpackDecoder();

@@ -41,6 +41,12 @@ internal sealed class HpackDecoder : IDisposable
         _table = new HpackDynamicTable(maxDynamicTableSize);
     }
 
+    /// <summary>
+    /// During <see cref="IHpackSink.OnHeader"/>: whether the field came as a literal never indexed (RFC 7541
+    /// 6.2.3), which an intermediary must keep when it encodes the field again (<see cref="HpackIndexing.NeverIndexed"/>).
+    /// </summary>
+    public bool FieldIsNeverIndexed { get; private set; }
+
     /// <summary>What was wrong with the last block that failed (null until one fails).</summary>
     public string? LastError { get; private set; }
 
@@ -175,6 +181,7 @@ internal sealed class HpackDecoder : IDisposable
                 }
                 else
                 {
+                    FieldIsNeverIndexed = (first & 0xF0) == 0x10;
                     sink.OnHeader(staticName, name, value);
                 }
             }
