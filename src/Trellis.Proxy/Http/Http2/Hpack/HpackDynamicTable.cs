@@ -101,7 +101,17 @@ internal sealed class HpackDynamicTable
     /// The newest entry whose name and value equal the given ones (its position, 0 newest), or -1. When there
     /// is none, <paramref name="nameMatch"/> is the newest entry with that name, or -1 (otherwise it is unspecified).
     /// </summary>
-    public int Find(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, out int nameMatch)
+    public int Find(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, out int nameMatch) =>
+        Scan(name, value, compareValues: true, out nameMatch);
+
+    /// <summary>The newest entry with this name (its position, 0 newest), or -1.</summary>
+    public int FindName(ReadOnlySpan<byte> name)
+    {
+        Scan(name, default, compareValues: false, out var nameMatch);
+        return nameMatch;
+    }
+
+    private int Scan(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, bool compareValues, out int nameMatch)
     {
         nameMatch = -1;
         if (Count == 0)
@@ -115,35 +125,18 @@ internal sealed class HpackDynamicTable
             ref readonly var e = ref entries[slot];
             if (e.NameLength == name.Length && _bytes.AsSpan(e.Offset, e.NameLength).SequenceEqual(name))
             {
-                if (e.ValueLength == value.Length && _bytes.AsSpan(e.Offset + e.NameLength, e.ValueLength).SequenceEqual(value))
+                if (compareValues && e.ValueLength == value.Length && _bytes.AsSpan(e.Offset + e.NameLength, e.ValueLength).SequenceEqual(value))
                 {
                     return i;
                 }
                 if (nameMatch < 0)
                 {
                     nameMatch = i;
+                    if (!compareValues)
+                    {
+                        return -1;
+                    }
                 }
-            }
-            slot = slot == 0 ? entries.Length - 1 : slot - 1;
-        }
-        return -1;
-    }
-
-    /// <summary>The newest entry with this name (its position, 0 newest), or -1.</summary>
-    public int FindName(ReadOnlySpan<byte> name)
-    {
-        if (Count == 0)
-        {
-            return -1;
-        }
-        var entries = _entries;
-        var slot = (_oldest + Count - 1) % entries.Length;
-        for (var i = 0; i < Count; i++)
-        {
-            ref readonly var e = ref entries[slot];
-            if (e.NameLength == name.Length && _bytes.AsSpan(e.Offset, e.NameLength).SequenceEqual(name))
-            {
-                return i;
             }
             slot = slot == 0 ? entries.Length - 1 : slot - 1;
         }
