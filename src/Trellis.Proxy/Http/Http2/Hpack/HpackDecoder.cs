@@ -28,8 +28,10 @@ internal sealed class HpackDecoder : IDisposable
     private bool _sizeUpdateRequired;
     private byte[]? _scratch;
 
-    /// <param name="maxDynamicTableSize">Our SETTINGS_HEADER_TABLE_SIZE: the most the peer's size updates may ask
-    /// for, and the table's maximum size until the first update.</param>
+    /// <param name="maxDynamicTableSize">The most the peer's size updates may ask for, and the table's maximum size
+    /// until the first update: the protocol's 4096 on a new connection, since the peer may encode its first blocks
+    /// before it has our SETTINGS. To announce less, keep 4096 here and call <see cref="SetMaxDynamicTableSize"/>
+    /// when the peer acknowledges the SETTINGS frame.</param>
     /// <param name="maxHeaderListSize">Our SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded list (name + value +
     /// 32 per field) passed on; a larger one gives <see cref="HpackStatus.HeaderListTooLarge"/>.</param>
     public HpackDecoder(int maxDynamicTableSize = DefaultTableSize, int maxHeaderListSize = 65536)
