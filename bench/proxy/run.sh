@@ -109,7 +109,8 @@ spec: {address: 127.0.0.1, ports: {http: 18080, h2: 18081}, labels: {app: bench}
 YAML
     CP_STARTED=1
   fi
-  DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 taskset -c 1 "$OUT/proxy-bin/trellis-proxy" --service loadgen \
+  # The runtime settings `trellis proxy` adds (src/Trellis.Cli/Commands/ProxyCommand.cs).
+  DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 DOTNET_SYSTEM_BUFFERS_SHAREDARRAYPOOL_MAXARRAYSPERPARTITION=1024 taskset -c 1 "$OUT/proxy-bin/trellis-proxy" --service loadgen \
     --control-plane 127.0.0.1:18010 --admin 127.0.0.1:18390 --inbound 127.0.0.1:18391 \
     --upstream bench:80=127.0.0.1:18380 --upstream bench:81=127.0.0.1:18381 >"$OUT/trellis-proxy.log" 2>&1 & pids+=($!)
   PROXY_PID=$!

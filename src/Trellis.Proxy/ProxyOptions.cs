@@ -35,8 +35,9 @@ public sealed class ProxyOptions
           --protocol-detection-timeout DURATION
                                  how long a new connection may stay silent before it is taken for a
                                  server-first TCP protocol (default 100ms; e.g. 250ms, 1s)
-        Run with DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (`trellis proxy` sets it): socket completions
-        then run on the I/O thread, which the proxy's data path is written for.
+        Run with DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 (socket completions then run on the I/O thread,
+        which the proxy's data path is written for) and DOTNET_SYSTEM_BUFFERS_SHAREDARRAYPOOL_MAXARRAYSPERPARTITION=1024
+        (enough pooled buffers for hundreds of HTTP/2 streams); `trellis proxy` sets both.
         """;
 
     public required string Service { get; init; }

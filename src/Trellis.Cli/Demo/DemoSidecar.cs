@@ -43,7 +43,7 @@ internal sealed class DemoSidecar : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        psi.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
+        ProxyCommand.ApplyRuntimeSettings(psi);
         foreach (var a in new[] { "--service", service, "-n", ns, "--control-plane", controlPlane, "--inbound", $"127.0.0.1:{inbound}",
             "--admin", $"127.0.0.1:{admin}", "--wait-ready" })
         {

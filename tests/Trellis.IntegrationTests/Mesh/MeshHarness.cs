@@ -90,9 +90,8 @@ public sealed class MeshHarness : IAsyncDisposable
         {
             args.AddRange(["--app-port", app.ToString(CultureInfo.InvariantCulture)]);
         }
-        var psi = TrellisProcess.StartInfo(args);
-        psi.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
-        var sidecar = new Sidecar(Process.Start(psi)!, service, admin, inbound, locals);
+        // 'trellis proxy' adds the sidecar's runtime settings itself.
+        var sidecar = new Sidecar(Process.Start(TrellisProcess.StartInfo(args))!, service, admin, inbound, locals);
         _sidecars.Add(sidecar);
         await sidecar.WaitReadyAsync();
         return sidecar;

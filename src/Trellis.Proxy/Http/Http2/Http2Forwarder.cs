@@ -504,7 +504,11 @@ internal sealed partial class Http2Forwarder : IDisposable
             exchange.GrpcStatus = HeaderGrpcStatus(upstream) ?? (status == 200 ? null : GrpcProtocol.StatusFromHttp(status));
         }
 
-        var buffer = ArrayPool<byte>.Shared.Rent(ResponseBufferSize);
+        // A body of known small length gets a buffer its size: hundreds of concurrent streams each renting 16 KiB
+        // outran the shared pool, and those buffers were most of the bytes allocated per request.
+        var buffer = ArrayPool<byte>.Shared.Rent(upstream.Content.Headers.ContentLength is long length and >= 0 and < ResponseBufferSize
+            ? (int)Math.Max(length, 1)
+            : ResponseBufferSize);
         try
         {
             Stream source;
