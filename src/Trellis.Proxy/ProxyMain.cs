@@ -62,6 +62,11 @@ public static partial class ProxyMain
             Console.Error.WriteLine($"trellis-proxy: --admin {options.Admin}: cannot listen: {e.Message}");
             return 1;
         }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // SIGTERM or Ctrl-C before the proxy was up: nothing was served, nothing to drain.
+            return 0;
+        }
         await using (admin.ConfigureAwait(false))
         {
             LogStarted(log, options.NodeId, admin.Address.ToString());
