@@ -45,7 +45,12 @@ public static partial class ProxyMain
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
         var state = new ModelState();
-        var settings = new AdsClientSettings(options.NodeId, options.Service, options.Namespace, options.ControlPlanes, options.Protocol);
+        var settings = new AdsClientSettings(options.NodeId, options.Service, options.Namespace, options.ControlPlanes, options.Protocol)
+        {
+            Region = options.Region,
+            Zone = options.Zone,
+            SubZone = options.SubZone,
+        };
         var ads = new AdsClient(settings, state, loggerFactory.CreateLogger<AdsClient>());
 
         // One set of cluster runtimes (balancers, breakers, outlier state) and route policies for every listener

@@ -17,6 +17,7 @@ public sealed class ProxyOptions
                              [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--outbound [ADDR:]PORT]
                              [--transparent]
                              [--admin 127.0.0.1:15000] [--join TOKEN] [--wait-ready] [--node ID]
+                             [--region R] [--zone Z] [--sub-zone S]
                              [--xds-protocol delta|sotw] [--protocol-detection-timeout DURATION]
           --service NAME         the service this sidecar serves (required)
           -n, --namespace NS     its namespace (default: default)
@@ -31,6 +32,9 @@ public sealed class ProxyOptions
           --join TOKEN           join token
           --wait-ready           print "ready" on stdout once the first complete config is applied
           --node ID              node id (default NAME.NS~HOST~PID)
+          --region R, --zone Z, --sub-zone S
+                                 where this workload runs: sent as the node's locality, so a TrafficPolicy
+                                 with failover.order prefers endpoints in the same zone or region
           --xds-protocol MODE    delta (default) or sotw
           --protocol-detection-timeout DURATION
                                  how long a new connection may stay silent before it is taken for a
@@ -54,6 +58,11 @@ public sealed class ProxyOptions
     public string? JoinToken { get; init; }
     public bool WaitReady { get; init; }
     public string? Node { get; init; }
+
+    /// <summary>The workload's locality (--region, --zone, --sub-zone); empty parts are unknown.</summary>
+    public string Region { get; init; } = "";
+    public string Zone { get; init; } = "";
+    public string SubZone { get; init; } = "";
     public XdsProtocol Protocol { get; init; } = XdsProtocol.Delta;
 
     /// <summary>How long detection waits for a new connection's first bytes before it relays it as opaque TCP.</summary>
@@ -74,6 +83,7 @@ public static class ProxyOptionsParser
     public static ProxyOptionsParseResult Parse(IReadOnlyList<string> args)
     {
         string? service = null, ns = null, node = null, join = null;
+        string region = "", zone = "", subZone = "";
         IReadOnlyList<DnsEndPoint>? cps = null;
         int? appPort = null;
         IPEndPoint? inbound = null, admin = null, outbound = null;
@@ -220,6 +230,27 @@ public static class ProxyOptionsParser
                         error = "--node: expected a non-empty node id";
                     }
                     break;
+                case "--region" or "--zone" or "--sub-zone":
+                    {
+                        var v = Value();
+                        if (error is null && !IsName(v))
+                        {
+                            error = $"{arg}: expected a locality name (lower-case letters, digits, '-'), got '{v}'";
+                        }
+                        else if (arg == "--region")
+                        {
+                            region = v;
+                        }
+                        else if (arg == "--zone")
+                        {
+                            zone = v;
+                        }
+                        else
+                        {
+                            subZone = v;
+                        }
+                        break;
+                    }
                 case "--xds-protocol":
                     {
                         var v = Value();
@@ -284,6 +315,9 @@ public static class ProxyOptionsParser
             JoinToken = join,
             WaitReady = waitReady,
             Node = node,
+            Region = region,
+            Zone = zone,
+            SubZone = subZone,
             Protocol = protocol,
             ProtocolDetectionTimeout = detectionTimeout ?? TimeSpan.FromMilliseconds(100),
         };

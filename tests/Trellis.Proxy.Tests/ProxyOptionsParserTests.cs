@@ -32,7 +32,8 @@ public sealed class ProxyOptionsParserTests
             "--service", "web", "-n", "shop", "--control-plane", "10.0.0.1:15010,cp2:16010", "--app-port", "8080",
             "--inbound", "127.0.0.1:16006", "--upstream", "greeter:50051=9001", "--upstream", "db.data:5432=127.0.0.2:9002",
             "--transparent", "--admin", "127.0.0.1:16000", "--wait-ready", "--node", "n1", "--xds-protocol", "sotw", "--join", "tok",
-            "--protocol-detection-timeout", "250ms", "--outbound", "15001",
+            "--protocol-detection-timeout", "250ms", "--outbound", "15001", "--region", "eu-west", "--zone", "eu-west-1b",
+            "--sub-zone", "rack-3",
         ]);
 
         Assert.Null(r.Error);
@@ -51,6 +52,7 @@ public sealed class ProxyOptionsParserTests
         Assert.Equal("tok", o.JoinToken);
         Assert.Equal(TimeSpan.FromMilliseconds(250), o.ProtocolDetectionTimeout);
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 15001), o.Outbound);
+        Assert.Equal(("eu-west", "eu-west-1b", "rack-3"), (o.Region, o.Zone, o.SubZone));
     }
 
     [Fact]
@@ -118,6 +120,8 @@ public sealed class ProxyOptionsParserTests
     [InlineData(new[] { "--service", "web", "--upstream", "greeter:50051=host:1" }, "--upstream: expected")]
     [InlineData(new[] { "--service", "web", "--xds-protocol", "rest" }, "--xds-protocol: expected 'delta' or 'sotw', got 'rest'")]
     [InlineData(new[] { "--service", "web", "--node", "" }, "--node: expected a non-empty node id")]
+    [InlineData(new[] { "--service", "web", "--zone", "Zone A" }, "--zone: expected a locality name (lower-case letters, digits, '-'), got 'Zone A'")]
+    [InlineData(new[] { "--service", "web", "--region" }, "--region")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "100" }, "--protocol-detection-timeout: expected a positive duration such as 100ms, 1s or 1m, got '100'")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "0s" }, "--protocol-detection-timeout: expected a positive duration")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "-1s" }, "--protocol-detection-timeout")]

@@ -21,6 +21,11 @@ public sealed record XdsConnectionStatus(bool Connected, string? Address, string
 /// <summary>What the ADS client needs to know: who it is and where the control planes are.</summary>
 public sealed record AdsClientSettings(string NodeId, string Service, string Namespace, IReadOnlyList<DnsEndPoint> ControlPlanes, XdsProtocol Protocol)
 {
+    /// <summary>The workload's locality, sent as the node's; empty parts are left out.</summary>
+    public string Region { get; init; } = "";
+    public string Zone { get; init; } = "";
+    public string SubZone { get; init; } = "";
+
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(200);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(15);
 }
@@ -163,7 +168,7 @@ public sealed partial class AdsClient
         metadata.Fields["trellis.proxy"] = Value.ForString("sidecar");
         metadata.Fields["trellis.service"] = Value.ForString(_settings.Service);
         metadata.Fields["trellis.namespace"] = Value.ForString(_settings.Namespace);
-        return new Node
+        var node = new Node
         {
             Id = _settings.NodeId,
             Cluster = $"{_settings.Service}.{_settings.Namespace}",
@@ -171,6 +176,11 @@ public sealed partial class AdsClient
             UserAgentName = "trellis-proxy",
             UserAgentVersion = typeof(AdsClient).Assembly.GetName().Version?.ToString() ?? "0",
         };
+        if (_settings.Region.Length + _settings.Zone.Length + _settings.SubZone.Length > 0)
+        {
+            node.Locality = new Locality { Region = _settings.Region, Zone = _settings.Zone, SubZone = _settings.SubZone };
+        }
+        return node;
     }
 
     // ---- delta ----------------------------------------------------------------------------------------------

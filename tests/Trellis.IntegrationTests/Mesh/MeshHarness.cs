@@ -73,7 +73,7 @@ public sealed class MeshHarness : IAsyncDisposable
     /// Starts `trellis proxy --service NAME` with an explicit listener per upstream ("svc:port"), optionally the
     /// inbound listener to a local app port, and waits until it prints "ready".
     /// </summary>
-    public async Task<Sidecar> StartSidecarAsync(string service, IEnumerable<string>? upstreams = null, int? appPort = null)
+    public async Task<Sidecar> StartSidecarAsync(string service, IEnumerable<string>? upstreams = null, int? appPort = null, IEnumerable<string>? extraArgs = null)
     {
         var admin = TestControlPlane.FreePort();
         var inbound = TestControlPlane.FreePort();
@@ -90,6 +90,7 @@ public sealed class MeshHarness : IAsyncDisposable
         {
             args.AddRange(["--app-port", app.ToString(CultureInfo.InvariantCulture)]);
         }
+        args.AddRange(extraArgs ?? []);
         // 'trellis proxy' adds the sidecar's runtime settings itself.
         var sidecar = new Sidecar(Process.Start(TrellisProcess.StartInfo(args))!, service, admin, inbound, locals);
         _sidecars.Add(sidecar);

@@ -35,13 +35,29 @@ public sealed class PolicyTests
         """);
 
     /// <summary>A mesh with greeter's endpoints and the caller's sidecar; returns the caller's local greeter URL.</summary>
-    private static async Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string extraYaml, params TestHttpApp[] apps)
+    private static Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string extraYaml, params TestHttpApp[] apps) =>
+        StartAsync(GreeterService + string.Concat(apps.Select(a => Entry(a.Name, a))) + extraYaml, sidecarArgs: []);
+
+    /// <summary>A mesh from the given YAML and the caller's sidecar (started with extra flags); returns its local greeter URL.</summary>
+    private static async Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string yaml, string[] sidecarArgs)
     {
         var mesh = await MeshHarness.StartAsync();
-        var yaml = GreeterService + string.Concat(apps.Select(a => Entry(a.Name, a))) + extraYaml;
         await mesh.ApplyAsync(yaml);
-        var web = await mesh.StartSidecarAsync("web", ["greeter:8080"]);
+        var web = await mesh.StartSidecarAsync("web", ["greeter:8080"], extraArgs: sidecarArgs);
         return (mesh, web, $"http://127.0.0.1:{web.Port("greeter:8080")}/");
+    }
+
+    /// <summary>The bodies of <paramref name="count"/> requests sent one after another, in order.</summary>
+    private static async Task<List<string>> SequenceAsync(HttpClient http, string url, int count)
+    {
+        var bodies = new List<string>(count);
+        for (var i = 0; i < count; i++)
+        {
+            using var response = await http.GetAsync(url);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            bodies.Add(await response.Content.ReadAsStringAsync());
+        }
+        return bodies;
     }
 
     private static async Task<List<(int Status, string Body, string? Error)>> SendAsync(HttpClient http, string url, int count, int parallel = 1, Action<HttpRequestMessage>? prepare = null)
@@ -514,5 +530,91 @@ public sealed class PolicyTests
 
         Assert.True(held.Count <= 1, $"{held.Count} of 20 requests were sent to the endpoint already holding one");
         Assert.True(fast.Requests >= 19);
+    }
+
+    [Fact]
+    public async Task Random_TwoEndpoints_EvenShareButNoFixedOrder()
+    {
+        await using var a = await TestHttpApp.StartAsync("a");
+        await using var b = await TestHttpApp.StartAsync("b");
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: Random}}
+            """), a, b);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var bodies = await SequenceAsync(http, url, 200);
+
+        // Round robin alternates (no request goes where the previous one went); random repeats about half the time.
+        var repeats = bodies.Zip(bodies.Skip(1)).Count(p => p.First == p.Second);
+        Assert.InRange(bodies.Count(x => x == "a"), 70, 130);
+        Assert.True(repeats >= 60, $"only {repeats} of 199 requests went to the endpoint of the request before");
+    }
+
+    [Fact]
+    public async Task Ewma_OneEndpointSlower_MostRequestsGoToTheFastOne()
+    {
+        await using var slow = await TestHttpApp.StartAsync("slow");
+        await using var fast = await TestHttpApp.StartAsync("fast");
+        slow.ResponseDelay = TimeSpan.FromMilliseconds(40);
+        var (mesh, web, url) = await StartAsync(Yaml("""
+            ---
+            apiVersion: trellis.dev/v1alpha1
+            kind: TrafficPolicy
+            metadata: {name: greeter}
+            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: Ewma}}
+            """), slow, fast);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        var bodies = await SequenceAsync(http, url, 60);
+
+        // Round robin would send 30 to each; peak EWMA learns the latencies from the first answers.
+        Assert.True(bodies.Count(x => x == "fast") >= 48, $"{bodies.Count(x => x == "fast")} of 60 went to the fast endpoint");
+    }
+
+    [Fact]
+    public async Task LocalityFailover_SameZoneFirst_OtherZoneWhenItsEndpointIsEjected()
+    {
+        await using var near = await TestHttpApp.StartAsync("near");
+        await using var far = await TestHttpApp.StartAsync("far");
+        var yaml = GreeterService
+            + Entry("near", near, extra: ", locality: {region: r1, zone: zone-a}")
+            + Entry("far", far, extra: ", locality: {region: r1, zone: zone-b}")
+            + Yaml("""
+                ---
+                apiVersion: trellis.dev/v1alpha1
+                kind: TrafficPolicy
+                metadata: {name: greeter}
+                spec:
+                  targetRef: {kind: Service, name: greeter}
+                  failover: {order: [zone, region]}
+                  outlierDetection: {consecutive5xx: 3, baseEjectionTime: 60s, maxEjectionPercent: 100}
+                """);
+        var (mesh, web, url) = await StartAsync(yaml, ["--region", "r1", "--zone", "zone-a"]);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        // The caller runs in zone-a: every request stays in its zone (round robin over both would split them).
+        Assert.All(await SequenceAsync(http, url, 20), body => Assert.Equal("near", body));
+
+        // Its zone's endpoint fails: after the third 500 it is ejected and the next priority (zone-b) takes over.
+        near.Handler = async ctx =>
+        {
+            ctx.Response.StatusCode = 500;
+            await ctx.Response.WriteAsync("near is down");
+            return true;
+        };
+        for (var i = 0; i < 3; i++)
+        {
+            using var failed = await http.GetAsync(url);
+            Assert.Equal(HttpStatusCode.InternalServerError, failed.StatusCode);
+        }
+        Assert.All(await SequenceAsync(http, url, 20), body => Assert.Equal("far", body));
+        Assert.Equal(23, near.Requests);
     }
 }

@@ -39,6 +39,12 @@ public sealed class TestHttpApp : IAsyncDisposable
     /// <summary>Replaces the default answer for plain HTTP requests; return false to fall through to the default.</summary>
     public Func<HttpContext, Task<bool>>? Handler { get; set; }
 
+    /// <summary>
+    /// How long the default HTTP answer takes: the app's own latency, for balancers that measure it (it is the
+    /// behaviour under test, not a wait for something to happen).
+    /// </summary>
+    public TimeSpan ResponseDelay { get; set; }
+
     /// <summary>gRPC Unary: replaces the default answer when set.</summary>
     public Func<EchoRequest, ServerCallContext, Task<EchoReply>>? UnaryHandler { get; set; }
 
@@ -75,6 +81,10 @@ public sealed class TestHttpApp : IAsyncDisposable
                 return;
             }
             ctx.Response.Headers["x-app"] = self.Name;
+            if (self.ResponseDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(self.ResponseDelay, ctx.RequestAborted);
+            }
             if (ctx.Request.ContentLength is > 0 || ctx.Request.Headers.TransferEncoding.Count > 0)
             {
                 using var ms = new MemoryStream();
