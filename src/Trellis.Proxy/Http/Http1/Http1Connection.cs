@@ -783,7 +783,10 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             return true;
         }
         _bodyTask = null;
-        if (!task.IsCompleted)
+        // Stopping it shuts the downstream receive side and the upstream send side: neither connection can be
+        // used again, even if the body happened to complete as it was stopped.
+        var stopped = !task.IsCompleted;
+        if (stopped)
         {
             _in.CancelPendingRead();
             connection.Writer.CancelPendingFlush();
@@ -797,7 +800,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
         {
             result = CopyResult.Canceled;
         }
-        if (result != CopyResult.Done)
+        if (stopped || result != CopyResult.Done)
         {
             _close = true;
             return false;
