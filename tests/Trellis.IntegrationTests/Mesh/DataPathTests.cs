@@ -19,6 +19,24 @@ public sealed class DataPathTests
     private static string Yaml(string text) => "\n" + text + "\n";
 
     [Fact]
+    public async Task TrellisProxy_StartsTheSidecar_WithTheRuntimeSettingsItsDataPathNeeds()
+    {
+        await using var mesh = await MeshHarness.StartAsync();
+        await mesh.ApplyAsync(Yaml("""
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: {name: greeter}
+            spec: {selector: {app: greeter}, ports: [{name: http, port: 8080, protocol: http}]}
+            """));
+        var web = await mesh.StartSidecarAsync("web", ["greeter:8080"]);
+
+        var environment = web.ProxyEnvironment();
+
+        Assert.Equal("1", environment.GetValueOrDefault("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"));
+        Assert.Equal("1024", environment.GetValueOrDefault("DOTNET_SYSTEM_BUFFERS_SHAREDARRAYPOOL_MAXARRAYSPERPARTITION"));
+    }
+
+    [Fact]
     public async Task Mesh_Http1GrpcH2cAndTcp_CrossTwoSidecarsToTheApps()
     {
         await using var greeter = await TestHttpApp.StartAsync("greeter-1");

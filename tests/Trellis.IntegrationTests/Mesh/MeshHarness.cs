@@ -160,6 +160,27 @@ public sealed class Sidecar : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The environment of the trellis-proxy process that 'trellis proxy' started (its child), from /proc: what an
+    /// operator sees with `cat /proc/PID/environ`.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> ProxyEnvironment()
+    {
+        var children = Directory.GetDirectories($"/proc/{_process.Id}/task")
+            .SelectMany(t => File.ReadAllText(Path.Combine(t, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(pid => File.ReadAllText($"/proc/{pid}/comm").Trim() == "trellis-proxy")
+            .ToList();
+        if (children.Count != 1)
+        {
+            throw new InvalidOperationException($"sidecar {Service}: expected one trellis-proxy child of 'trellis proxy', found {children.Count}");
+        }
+        return File.ReadAllText($"/proc/{children[0]}/environ").Split('\0', StringSplitOptions.RemoveEmptyEntries)
+            .Select(kv => kv.Split('=', 2))
+            .Where(kv => kv.Length == 2)
+            .GroupBy(kv => kv[0], StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.Last()[1], StringComparer.Ordinal);
+    }
+
     /// <summary>The local port of the explicit listener for "svc:port".</summary>
     public int Port(string upstream) => Upstreams[upstream];
 
