@@ -177,6 +177,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     /// body. Bad fields throw <see cref="ArgumentException"/> naming the field; a connection that cannot take a new
     /// stream throws a retry-safe <see cref="Http2StreamException"/>.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
     public async ValueTask<Http2ClientStream> OpenStreamAsync(IReadOnlyList<Http2HeaderField> fields, bool endStream, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(fields);
@@ -407,6 +408,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         _controlFlushScheduled = false;
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushWriterAsync(CancellationToken cancellationToken)
     {
         var result = await _writer.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -417,6 +419,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     }
 
     /// <summary>Flushes under the write lock; a socket failure fails the whole connection.</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushOrFailAsync()
     {
         try
@@ -437,6 +440,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     }
 
     /// <summary>Sends the queued control frames now.</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask FlushControlAsync(CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -584,8 +588,9 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
                 }
             }
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception ex)
         {
+            // Anything (a socket error, or a bug) ends the connection, so no stream waits forever.
             reason = $"the connection to {Endpoint} failed: {ex.Message}";
         }
         await CloseAsync(reason).ConfigureAwait(false);
@@ -645,6 +650,15 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         {
             foreach (var stream in _streams.Values.ToArray())
             {
+                if (stream.RemoteEnded)
+                {
+                    // The response is complete: its reader keeps it; the rest of the request body is moot.
+                    stream.LocalEnded = true;
+                    stream.SendStopped = true;
+                    _streams.Remove(stream.Id);
+                    stream.WakeLocked();
+                    continue;
+                }
                 FailStreamLocked(stream, new Http2StreamException(code, false, $"HTTP/2 stream {stream.Id} to {Endpoint} failed with the connection: {message}"));
             }
         }

@@ -242,6 +242,7 @@ internal sealed class Http2ClientStream : IDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
     private async ValueTask WaitAsync(ValueTask signal, Http2Signal which, CancellationToken cancellationToken)
     {
         if (!cancellationToken.CanBeCanceled)
