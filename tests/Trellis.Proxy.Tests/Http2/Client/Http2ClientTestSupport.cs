@@ -113,8 +113,8 @@ internal sealed class FakeH2Server : IAsyncDisposable
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
-    /// <summary>Accepts the client, reads its preface and sends our (empty) SETTINGS.</summary>
-    public async Task AcceptAsync(CancellationToken ct)
+    /// <summary>Accepts the client, reads its preface and sends our SETTINGS (empty unless given).</summary>
+    public async Task AcceptAsync(CancellationToken ct, params Http2Setting[] settings)
     {
         _socket = await _listener.AcceptSocketAsync(ct);
         _reader = PipeReader.Create(new NetworkStream(_socket, ownsSocket: false));
@@ -132,7 +132,7 @@ internal sealed class FakeH2Server : IAsyncDisposable
             Assert.False(result.IsCompleted, "the client closed before its preface");
             _reader.AdvanceTo(buffer.Start, buffer.End);
         }
-        await SendAsync(w => Http2FrameWriter.Settings(w, []), ct);
+        await SendAsync(w => Http2FrameWriter.Settings(w, settings), ct);
     }
 
     public async Task SendAsync(Action<ArrayBufferWriter<byte>> write, CancellationToken ct)
@@ -179,6 +179,20 @@ internal sealed class FakeH2Server : IAsyncDisposable
     }
 
     public static string Text(byte[] bytes) => Encoding.ASCII.GetString(bytes);
+
+    /// <summary>A field block with :status and the given fields, from a fresh encoder (so no dynamic-table references).</summary>
+    public static byte[] Block(int status, params (string Name, string Value)[] fields)
+    {
+        var encoder = new Trellis.Proxy.Http.Http2.Hpack.HpackEncoder();
+        var block = new ArrayBufferWriter<byte>();
+        encoder.BeginBlock(block);
+        encoder.WriteStatus(block, status);
+        foreach (var (name, value) in fields)
+        {
+            encoder.WriteHeader(block, Encoding.ASCII.GetBytes(name), Encoding.ASCII.GetBytes(value), Trellis.Proxy.Http.Http2.Hpack.HpackIndexing.WithoutIndexing);
+        }
+        return block.WrittenSpan.ToArray();
+    }
 
     public async ValueTask DisposeAsync()
     {
