@@ -205,16 +205,15 @@ public sealed class Http2ClientConnectionTests
     [Fact]
     public async Task GoAway_LastStreamOne_StreamThreeRefusedStreamOneAnsweredNoNewStreams()
     {
-        await using var server = new FakeH2Server();
         var ct = Bounded();
-        var accept = server.AcceptAsync(ct);
-        await using var connection = await ConnectAsync(server.Port);
-        await accept;
+        await using var session = await FakeH2Session.StartAsync(ct);
+        var (server, connection) = (session.Server, session.Connection);
 
-        using var first = await connection.OpenStreamAsync(Request("GET", server.Port, "/one"), endStream: true, ct);
-        using var second = await connection.OpenStreamAsync(Request("GET", server.Port, "/two"), endStream: true, ct);
-        Assert.Equal(1, (await server.ReadUntilAsync(Http2FrameType.Headers, ct))!.StreamId);
-        Assert.Equal(3, (await server.ReadUntilAsync(Http2FrameType.Headers, ct))!.StreamId);
+        var (first, firstId) = await session.OpenAsync("GET", "/one", endStream: true, ct);
+        var (second, secondId) = await session.OpenAsync("GET", "/two", endStream: true, ct);
+        using var _ = first;
+        using var __ = second;
+        Assert.Equal((1, 3), (firstId, secondId));
         var encoder = new HpackEncoder();
         await server.SendAsync(w =>
         {
@@ -243,14 +242,11 @@ public sealed class Http2ClientConnectionTests
     [Fact]
     public async Task PushPromise_FromServer_GoAwayProtocolErrorAndStreamsFail()
     {
-        await using var server = new FakeH2Server();
         var ct = Bounded();
-        var accept = server.AcceptAsync(ct);
-        await using var connection = await ConnectAsync(server.Port);
-        await accept;
+        await using var session = await FakeH2Session.StartAsync(ct);
+        var (server, connection) = (session.Server, session.Connection);
 
-        using var stream = await connection.OpenStreamAsync(Request("GET", server.Port, "/"), endStream: true, ct);
-        Assert.Equal(1, (await server.ReadUntilAsync(Http2FrameType.Headers, ct))!.StreamId);
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
         var encoder = new HpackEncoder();
         await server.SendAsync(w =>
         {

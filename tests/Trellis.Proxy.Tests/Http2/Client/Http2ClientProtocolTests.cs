@@ -11,22 +11,12 @@ namespace Trellis.Proxy.Tests.Http2.Client;
 /// <summary><see cref="Http2ClientConnection"/> against a raw fake server, for frames a real server rarely sends.</summary>
 public sealed class Http2ClientProtocolTests
 {
-    private static async Task<(FakeH2Server Server, Http2ClientConnection Connection)> StartAsync(CancellationToken ct, params Http2Setting[] settings)
-    {
-        var server = new FakeH2Server();
-        var accept = server.AcceptAsync(ct, settings);
-        var connection = await ConnectAsync(server.Port);
-        await accept;
-        return (server, connection);
-    }
-
     [Fact]
     public async Task Ping_FromServer_AnsweredWithAckAndSameData()
     {
         var ct = Bounded();
-        var (server, connection) = await StartAsync(ct);
-        await using var _ = server;
-        await using var __ = connection;
+        await using var session = await FakeH2Session.StartAsync(ct);
+        var (server, connection) = (session.Server, session.Connection);
 
         await server.SendAsync(w => Http2FrameWriter.Ping(w, ack: false, 0x0102030405060708UL), ct);
         var ping = await server.ReadUntilAsync(Http2FrameType.Ping, ct);
@@ -40,9 +30,8 @@ public sealed class Http2ClientProtocolTests
     public async Task Settings_FromServer_AcknowledgedAndMaxConcurrentStreamsLimitsOpening()
     {
         var ct = Bounded();
-        var (server, connection) = await StartAsync(ct, new Http2Setting(Http2SettingId.MaxConcurrentStreams, 1));
-        await using var _ = server;
-        await using var __ = connection;
+        await using var session = await FakeH2Session.StartAsync(ct, new Http2Setting(Http2SettingId.MaxConcurrentStreams, 1));
+        var (server, connection) = (session.Server, session.Connection);
         var ack = await server.ReadUntilAsync(Http2FrameType.Settings, ct);
         while (ack is not null && ack.Flags != Http2Flags.Ack)
         {
@@ -62,12 +51,10 @@ public sealed class Http2ClientProtocolTests
     public async Task RstStream_RefusedStream_FailsStreamAsRetrySafe()
     {
         var ct = Bounded();
-        var (server, connection) = await StartAsync(ct);
-        await using var _ = server;
-        await using var __ = connection;
+        await using var session = await FakeH2Session.StartAsync(ct);
+        var (server, connection) = (session.Server, session.Connection);
 
-        using var stream = await connection.OpenStreamAsync(Request("GET", server.Port, "/"), endStream: true, ct);
-        await server.ReadUntilAsync(Http2FrameType.Headers, ct);
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
         await server.SendAsync(w => Http2FrameWriter.RstStream(w, 1, Http2ErrorCode.RefusedStream), ct);
         var refused = await Assert.ThrowsAsync<Http2StreamException>(() => stream.ReadResponseHeadAsync(ct).AsTask());
 
@@ -81,12 +68,10 @@ public sealed class Http2ClientProtocolTests
     public async Task Headers_WithContinuation_JoinedIntoOneHead()
     {
         var ct = Bounded();
-        var (server, connection) = await StartAsync(ct);
-        await using var _ = server;
-        await using var __ = connection;
+        await using var session = await FakeH2Session.StartAsync(ct);
+        var (server, connection) = (session.Server, session.Connection);
 
-        using var stream = await connection.OpenStreamAsync(Request("GET", server.Port, "/"), endStream: true, ct);
-        await server.ReadUntilAsync(Http2FrameType.Headers, ct);
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
         var block = FakeH2Server.Block(200, ("x-first", "1"), ("x-second", new string('v', 100)));
         await server.SendAsync(w =>
         {
@@ -109,12 +94,10 @@ public sealed class Http2ClientProtocolTests
     {
         var ct = Bounded();
         // The server allows 10 bytes per stream: the body goes out as its SETTINGS and WINDOW_UPDATE allow.
-        var (server, connection) = await StartAsync(ct, new Http2Setting(Http2SettingId.InitialWindowSize, 10));
-        await using var _ = server;
-        await using var __ = connection;
+        await using var session = await FakeH2Session.StartAsync(ct, new Http2Setting(Http2SettingId.InitialWindowSize, 10));
+        var (server, connection) = (session.Server, session.Connection);
 
-        using var stream = await connection.OpenStreamAsync(Request("POST", server.Port, "/"), endStream: false, ct);
-        await server.ReadUntilAsync(Http2FrameType.Headers, ct);
+        using var stream = (await session.OpenAsync("POST", "/", endStream: false, ct)).Stream;
         var write = stream.WriteDataAsync(new byte[100], endStream: true, ct).AsTask();
         var first = await server.ReadUntilAsync(Http2FrameType.Data, ct);
         await server.SendAsync(w => Http2FrameWriter.Settings(w, [new Http2Setting(Http2SettingId.InitialWindowSize, 50)]), ct);
@@ -129,8 +112,7 @@ public sealed class Http2ClientProtocolTests
         Assert.Equal(Http2Flags.EndStream, third.Flags);
 
         // A second stream finds the window used up; cancelling its write resets it.
-        using var blocked = await connection.OpenStreamAsync(Request("POST", server.Port, "/"), endStream: false, ct);
-        await server.ReadUntilAsync(Http2FrameType.Headers, ct);
+        using var blocked = (await session.OpenAsync("POST", "/", endStream: false, ct)).Stream;
         using var cancel = new CancellationTokenSource();
         var pending = blocked.WriteDataAsync(new byte[100], endStream: true, cancel.Token).AsTask();
         var partial = await server.ReadUntilAsync(Http2FrameType.Data, ct);

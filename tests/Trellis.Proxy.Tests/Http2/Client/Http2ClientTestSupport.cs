@@ -204,3 +204,41 @@ internal sealed class FakeH2Server : IAsyncDisposable
         }
     }
 }
+
+/// <summary>A <see cref="FakeH2Server"/> with our client connected to it.</summary>
+internal sealed class FakeH2Session : IAsyncDisposable
+{
+    private FakeH2Session(FakeH2Server server, Http2ClientConnection connection)
+    {
+        Server = server;
+        Connection = connection;
+    }
+
+    public FakeH2Server Server { get; }
+
+    public Http2ClientConnection Connection { get; }
+
+    public static async Task<FakeH2Session> StartAsync(CancellationToken ct, params Http2Setting[] settings)
+    {
+        var server = new FakeH2Server();
+        var accept = server.AcceptAsync(ct, settings);
+        var connection = await H2Client.ConnectAsync(server.Port);
+        await accept;
+        return new FakeH2Session(server, connection);
+    }
+
+    /// <summary>Opens a stream and waits until the server has its HEADERS; returns the stream id the server saw.</summary>
+    public async Task<(Http2ClientStream Stream, int SeenId)> OpenAsync(string method, string path, bool endStream, CancellationToken ct)
+    {
+        var stream = await Connection.OpenStreamAsync(H2Client.Request(method, Server.Port, path), endStream, ct);
+        var headers = await Server.ReadUntilAsync(Http2FrameType.Headers, ct);
+        Assert.NotNull(headers);
+        return (stream, headers.StreamId);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Connection.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
