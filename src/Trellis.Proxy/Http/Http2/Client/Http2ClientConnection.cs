@@ -976,6 +976,11 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
             ResetStreamLocked(streamId, Http2ErrorCode.InternalError, $"the response fields exceed the limit of {_options.MaxHeaderListSize} bytes");
             return true;
         }
+        if (stream.RemoteEnded)
+        {
+            ResetStreamLocked(streamId, Http2ErrorCode.StreamClosed, "HEADERS after the response ended (END_STREAM)");
+            return true;
+        }
         if (sink.Problem is null)
         {
             sink.Problem = stream.OnFieldsLocked(sink.Status, sink.Fields, endStream);
