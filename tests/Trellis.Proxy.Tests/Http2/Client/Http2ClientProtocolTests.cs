@@ -124,4 +124,59 @@ public sealed class Http2ClientProtocolTests
         Assert.Equal(3, reset!.StreamId);
         Assert.Equal((uint)Http2ErrorCode.Cancel, BinaryPrimitives.ReadUInt32BigEndian(reset.Payload));
     }
+
+    [Fact]
+    public async Task Headers_InterimThenFinalThenTrailers_InterimSkippedTrailersKept()
+    {
+        var ct = Bounded();
+        await using var session = await FakeH2Session.StartAsync(ct);
+
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
+        await session.SendHeadersAsync(1, FakeH2Server.Block(103, ("link", "</a.css>")), endStream: false, ct);
+        await session.SendHeadersAsync(1, FakeH2Server.Block(200, ("x-final", "yes")), endStream: false, ct);
+        await session.Server.SendAsync(w => Http2FrameWriter.Data(w, 1, "abc"u8, endStream: false, Http2Limits.DefaultMaxFrameSize), ct);
+        await session.SendHeadersAsync(1, FakeH2Server.TrailerBlock(("x-trailer", "done")), endStream: true, ct);
+        var head = await stream.ReadResponseHeadAsync(ct);
+        var body = await ReadBodyAsync(stream, ct);
+
+        Assert.Equal(200, head.Status);
+        Assert.Equal("yes", head.Get("x-final"));
+        Assert.Null(head.Get("link"));
+        Assert.Equal("abc", Encoding.ASCII.GetString(body));
+        Assert.Equal("done", Http2HeaderFields.Get(stream.Trailers, "x-trailer"));
+        Assert.Equal(0, session.Connection.ActiveStreams);
+    }
+
+    [Fact]
+    public async Task Data_BeyondStreamReceiveWindow_StreamResetWithFlowControlError()
+    {
+        var ct = Bounded();
+        await using var session = await FakeH2Session.StartAsync(new Http2ClientOptions { StreamWindowSize = 100 }, ct);
+
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
+        await session.SendHeadersAsync(1, FakeH2Server.Block(200), endStream: false, ct);
+        await session.Server.SendAsync(w => Http2FrameWriter.Data(w, 1, new byte[101], endStream: true, Http2Limits.DefaultMaxFrameSize), ct);
+        var reset = await session.Server.ReadUntilAsync(Http2FrameType.RstStream, ct);
+        var failure = await Assert.ThrowsAsync<Http2StreamException>(async () => await ReadBodyAsync(stream, ct));
+
+        Assert.Equal((uint)Http2ErrorCode.FlowControlError, BinaryPrimitives.ReadUInt32BigEndian(reset!.Payload));
+        Assert.Equal(Http2ErrorCode.FlowControlError, failure.ErrorCode);
+        Assert.True(session.Connection.CanOpenStream);
+    }
+
+    [Fact]
+    public async Task ServerCloses_WithoutGoAway_OpenStreamsFailAndClosedCompletes()
+    {
+        var ct = Bounded();
+        await using var session = await FakeH2Session.StartAsync(ct);
+
+        using var stream = (await session.OpenAsync("GET", "/", endStream: true, ct)).Stream;
+        session.Server.Abort();
+        var failure = await Assert.ThrowsAsync<Http2StreamException>(() => stream.ReadResponseHeadAsync(ct).AsTask());
+        await session.Connection.Closed.WaitAsync(ct);
+
+        Assert.False(failure.NotProcessed);
+        Assert.Contains("closed the connection", failure.Message, StringComparison.Ordinal);
+        Assert.False(session.Connection.CanOpenStream);
+    }
 }

@@ -181,18 +181,29 @@ internal sealed class FakeH2Server : IAsyncDisposable
     public static string Text(byte[] bytes) => Encoding.ASCII.GetString(bytes);
 
     /// <summary>A field block with :status and the given fields, from a fresh encoder (so no dynamic-table references).</summary>
-    public static byte[] Block(int status, params (string Name, string Value)[] fields)
+    public static byte[] Block(int status, params (string Name, string Value)[] fields) => Encode(status, fields);
+
+    /// <summary>A trailer block: the fields only, no :status.</summary>
+    public static byte[] TrailerBlock(params (string Name, string Value)[] fields) => Encode(null, fields);
+
+    private static byte[] Encode(int? status, (string Name, string Value)[] fields)
     {
         var encoder = new Trellis.Proxy.Http.Http2.Hpack.HpackEncoder();
         var block = new ArrayBufferWriter<byte>();
         encoder.BeginBlock(block);
-        encoder.WriteStatus(block, status);
+        if (status is { } code)
+        {
+            encoder.WriteStatus(block, code);
+        }
         foreach (var (name, value) in fields)
         {
             encoder.WriteHeader(block, Encoding.ASCII.GetBytes(name), Encoding.ASCII.GetBytes(value), Trellis.Proxy.Http.Http2.Hpack.HpackIndexing.WithoutIndexing);
         }
         return block.WrittenSpan.ToArray();
     }
+
+    /// <summary>Closes the connection from the server side, without GOAWAY.</summary>
+    public void Abort() => _socket?.Dispose();
 
     public async ValueTask DisposeAsync()
     {
@@ -218,11 +229,13 @@ internal sealed class FakeH2Session : IAsyncDisposable
 
     public Http2ClientConnection Connection { get; }
 
-    public static async Task<FakeH2Session> StartAsync(CancellationToken ct, params Http2Setting[] settings)
+    public static Task<FakeH2Session> StartAsync(CancellationToken ct, params Http2Setting[] settings) => StartAsync(new Http2ClientOptions(), ct, settings);
+
+    public static async Task<FakeH2Session> StartAsync(Http2ClientOptions options, CancellationToken ct, params Http2Setting[] settings)
     {
         var server = new FakeH2Server();
         var accept = server.AcceptAsync(ct, settings);
-        var connection = await H2Client.ConnectAsync(server.Port);
+        var connection = await H2Client.ConnectAsync(server.Port, options);
         await accept;
         return new FakeH2Session(server, connection);
     }
@@ -235,6 +248,10 @@ internal sealed class FakeH2Session : IAsyncDisposable
         Assert.NotNull(headers);
         return (stream, headers.StreamId);
     }
+
+    /// <summary>Sends a field block (from <see cref="FakeH2Server.Block"/>) as one HEADERS frame.</summary>
+    public Task SendHeadersAsync(int streamId, byte[] block, bool endStream, CancellationToken ct) =>
+        Server.SendAsync(w => Http2FrameWriter.Headers(w, streamId, block, endStream, Http2Limits.DefaultMaxFrameSize), ct);
 
     public async ValueTask DisposeAsync()
     {
