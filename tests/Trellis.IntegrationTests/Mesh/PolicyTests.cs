@@ -34,6 +34,14 @@ public sealed class PolicyTests
         spec: {address: 127.0.0.1, ports: {http: {{app.Port}}}, labels: {{{labels}}}{{extra}}}
         """);
 
+    /// <summary>A TrafficPolicy for greeter with the given load balancer.</summary>
+    private static string LoadBalancer(string balancer) => Yaml("""
+        ---
+        apiVersion: trellis.dev/v1alpha1
+        kind: TrafficPolicy
+        metadata: {name: greeter}
+        """ + "\nspec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {" + balancer + "}}");
+
     /// <summary>A mesh with greeter's endpoints and the caller's sidecar; returns the caller's local greeter URL.</summary>
     private static Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string extraYaml, params TestHttpApp[] apps) =>
         StartAsync(GreeterService + string.Concat(apps.Select(a => Entry(a.Name, a))) + extraYaml, sidecarArgs: []);
@@ -456,13 +464,7 @@ public sealed class PolicyTests
         await using var a = await TestHttpApp.StartAsync("a");
         await using var b = await TestHttpApp.StartAsync("b");
         await using var c = await TestHttpApp.StartAsync("c");
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: RingHash, hashOn: {header: x-user}}}
-            """), a, b, c);
+        var (mesh, web, url) = await StartAsync(LoadBalancer("algorithm: RingHash, hashOn: {header: x-user}"), a, b, c);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -491,13 +493,7 @@ public sealed class PolicyTests
             await release.Task.WaitAsync(ctx.RequestAborted);
             return false;
         };
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: LeastRequest}}
-            """), slow, fast);
+        var (mesh, web, url) = await StartAsync(LoadBalancer("algorithm: LeastRequest"), slow, fast);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -537,13 +533,7 @@ public sealed class PolicyTests
     {
         await using var a = await TestHttpApp.StartAsync("a");
         await using var b = await TestHttpApp.StartAsync("b");
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: Random}}
-            """), a, b);
+        var (mesh, web, url) = await StartAsync(LoadBalancer("algorithm: Random"), a, b);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -561,13 +551,7 @@ public sealed class PolicyTests
         await using var slow = await TestHttpApp.StartAsync("slow");
         await using var fast = await TestHttpApp.StartAsync("fast");
         slow.ResponseDelay = TimeSpan.FromMilliseconds(40);
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {algorithm: Ewma}}
-            """), slow, fast);
+        var (mesh, web, url) = await StartAsync(LoadBalancer("algorithm: Ewma"), slow, fast);
         await using var _ = mesh;
         using var http = new HttpClient();
 
