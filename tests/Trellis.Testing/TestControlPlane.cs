@@ -74,11 +74,34 @@ public sealed class TestControlPlane : IAsyncDisposable
 
     public async Task<JsonNode> GetJsonAsync(string path) => JsonNode.Parse(await Http.GetStringAsync(path.TrimStart('/')))!;
 
+    /// <summary>First and count of the ports <see cref="FreePort"/> hands out: below the kernel's ephemeral range.</summary>
+    private const int PortBase = 20000, PortCount = 12000;
+
+    /// <summary>Where this process starts in the range, so concurrent test processes rarely meet.</summary>
+    private static int s_portCounter = Random.Shared.Next(PortCount);
+
+    /// <summary>
+    /// A port free on 127.0.0.1 now, for a server the test starts next. Ports come from below the ephemeral range
+    /// (32768 and up on Linux), one after another: an ephemeral port that was free a moment ago can be taken by any
+    /// outgoing connection before the server binds it, which made tests fail with "address already in use".
+    /// </summary>
     public static int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        for (var attempt = 0; attempt < PortCount; attempt++)
+        {
+            var port = PortBase + (int)((uint)Interlocked.Increment(ref s_portCounter) % PortCount);
+            try
+            {
+                using var l = new TcpListener(IPAddress.Loopback, port);
+                l.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // In use (another test process, or a server of this one): try the next.
+            }
+        }
+        throw new InvalidOperationException($"no free port on 127.0.0.1 between {PortBase} and {PortBase + PortCount - 1}");
     }
 
     public async ValueTask DisposeAsync()
