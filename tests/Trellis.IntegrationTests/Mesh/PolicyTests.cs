@@ -34,13 +34,18 @@ public sealed class PolicyTests
         spec: {address: 127.0.0.1, ports: {http: {{app.Port}}}, labels: {{{labels}}}{{extra}}}
         """);
 
-    /// <summary>A TrafficPolicy for greeter with the given load balancer.</summary>
-    private static string LoadBalancer(string balancer) => Yaml("""
+    /// <summary>A TrafficPolicy for greeter: its targetRef plus the given spec fields, one flow-style field each.</summary>
+    private static string GreeterPolicy(params string[] fields) => Yaml("""
         ---
         apiVersion: trellis.dev/v1alpha1
         kind: TrafficPolicy
         metadata: {name: greeter}
-        """ + "\nspec: {targetRef: {kind: Service, name: greeter}, loadBalancer: {" + balancer + "}}");
+        spec:
+          targetRef: {kind: Service, name: greeter}
+        """ + string.Concat(fields.Select(f => "\n  " + f)));
+
+    /// <summary>A TrafficPolicy for greeter with the given load balancer.</summary>
+    private static string LoadBalancer(string balancer) => GreeterPolicy($"loadBalancer: {{{balancer}}}");
 
     /// <summary>A mesh with greeter's endpoints and the caller's sidecar; returns the caller's local greeter URL.</summary>
     private static Task<(MeshHarness Mesh, Sidecar Web, string Url)> StartAsync(string extraYaml, params TestHttpApp[] apps) =>
@@ -187,13 +192,7 @@ public sealed class PolicyTests
         var without = await SendAsync(http, url, 40);
         Assert.Contains(without, r => r.Status == 503 && r.Error is null); // the app's own 503 reaches the caller
 
-        await mesh.ApplyAsync(GreeterService + Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, retries: {attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms}}
-            """));
+        await mesh.ApplyAsync(GreeterService + GreeterPolicy("retries: {attempts: 3, retryOn: [5xx], backoffBaseInterval: 5ms}"));
         await Eventually.WaitAsync(async () => (await SendAsync(http, url, 10)).All(r => r.Status == 200), "retries to take effect", TimeSpan.FromSeconds(30));
 
         // Two callers at once: within the default three concurrent retries of the cluster (connectionPool.maxRetries).
@@ -243,16 +242,7 @@ public sealed class PolicyTests
             ctx.Response.StatusCode = 503;
             return true;
         };
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec:
-              targetRef: {kind: Service, name: greeter}
-              retries: {attempts: 4, retryOn: [5xx], budgetPercent: 20, backoffBaseInterval: 1ms, backoffMaxInterval: 2ms}
-              connectionPool: {maxRetries: 1000}
-            """), bad);
+        var (mesh, web, url) = await StartAsync(GreeterPolicy("retries: {attempts: 4, retryOn: [5xx], budgetPercent: 20, backoffBaseInterval: 1ms, backoffMaxInterval: 2ms}", "connectionPool: {maxRetries: 1000}"), bad);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -294,15 +284,7 @@ public sealed class PolicyTests
             await ctx.Response.WriteAsync("sick");
             return true;
         };
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec:
-              targetRef: {kind: Service, name: greeter}
-              outlierDetection: {consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}
-            """), good, sick);
+        var (mesh, web, url) = await StartAsync(GreeterPolicy("outlierDetection: {consecutive5xx: 3, interval: 1s, baseEjectionTime: 2s, maxEjectionPercent: 50}"), good, sick);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -333,13 +315,7 @@ public sealed class PolicyTests
             await release.Task.WaitAsync(ctx.RequestAborted);
             return false;
         };
-        var (mesh, web, url) = await StartAsync(Yaml("""
-            ---
-            apiVersion: trellis.dev/v1alpha1
-            kind: TrafficPolicy
-            metadata: {name: greeter}
-            spec: {targetRef: {kind: Service, name: greeter}, connectionPool: {maxRequests: 2, maxPendingRequests: 1, maxConnections: 2}}
-            """), slow);
+        var (mesh, web, url) = await StartAsync(GreeterPolicy("connectionPool: {maxRequests: 2, maxPendingRequests: 1, maxConnections: 2}"), slow);
         await using var _ = mesh;
         using var http = new HttpClient();
 
@@ -569,16 +545,7 @@ public sealed class PolicyTests
         var yaml = GreeterService
             + Entry("near", near, extra: ", locality: {region: r1, zone: zone-a}")
             + Entry("far", far, extra: ", locality: {region: r1, zone: zone-b}")
-            + Yaml("""
-                ---
-                apiVersion: trellis.dev/v1alpha1
-                kind: TrafficPolicy
-                metadata: {name: greeter}
-                spec:
-                  targetRef: {kind: Service, name: greeter}
-                  failover: {order: [zone, region]}
-                  outlierDetection: {consecutive5xx: 3, baseEjectionTime: 60s, maxEjectionPercent: 100}
-                """);
+            + GreeterPolicy("failover: {order: [zone, region]}", "outlierDetection: {consecutive5xx: 3, baseEjectionTime: 60s, maxEjectionPercent: 100}");
         var (mesh, web, url) = await StartAsync(yaml, ["--region", "r1", "--zone", "zone-a"]);
         await using var _ = mesh;
         using var http = new HttpClient();
