@@ -15,6 +15,7 @@ need_pkgs=()
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool check metrics
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)         # openssl s_client checks of TLS listeners
 if ((${#need_pkgs[@]})); then
   step "installing Debian packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -28,6 +28,20 @@ public static partial class ProxyMain
             return 2;
         }
 
+        DownstreamTls? inboundTls = null;
+        if (options.InboundTlsCert is { } certFile && options.InboundTlsKey is { } keyFile)
+        {
+            try
+            {
+                inboundTls = DownstreamTls.Load(certFile, keyFile);
+            }
+            catch (DownstreamTlsException e)
+            {
+                Console.Error.WriteLine($"trellis-proxy: --inbound-tls-cert/--inbound-tls-key: {e.Message}");
+                return 1;
+            }
+        }
+
         using var loggerFactory = LoggerFactory.Create(b => b
             .SetMinimumLevel(LogLevel.Information)
             .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
@@ -84,7 +98,7 @@ public static partial class ProxyMain
             await using var http2Scope = http2.ConfigureAwait(false);
             try
             {
-                foreach (var target in ListenerTargets(options))
+                foreach (var target in ListenerTargets(options, inboundTls))
                 {
                     var listener = new ExplicitListener(target, state, loggerFactory.CreateLogger<ExplicitListener>(), services, http2);
                     listeners.Add(listener);
@@ -128,7 +142,7 @@ public static partial class ProxyMain
     /// The explicit listeners: one per --upstream (to the cluster of that service port), the shared outbound port
     /// when --outbound is given (routes by Host), and the inbound port when --app-port names the local application.
     /// </summary>
-    internal static IEnumerable<ListenerTarget> ListenerTargets(ProxyOptions options)
+    internal static IEnumerable<ListenerTarget> ListenerTargets(ProxyOptions options, DownstreamTls? inboundTls = null)
     {
         foreach (var up in options.Upstreams)
         {
@@ -141,7 +155,7 @@ public static partial class ProxyMain
         }
         if (options.AppPort is int app)
         {
-            yield return new ListenerTarget("inbound", options.Inbound, null, new IPEndPoint(IPAddress.Loopback, app));
+            yield return new ListenerTarget("inbound", options.Inbound, null, new IPEndPoint(IPAddress.Loopback, app)) { Tls = inboundTls };
         }
     }
 

@@ -14,6 +14,7 @@ public sealed class ProxyOptions
     public const string Usage = """
         usage: trellis-proxy --service NAME [-n NS] [--control-plane HOST:PORT[,HOST:PORT...]]
                              [--app-port PORT] [--inbound [ADDR:]PORT]
+                             [--inbound-tls-cert FILE --inbound-tls-key FILE]
                              [--upstream SERVICE[.NS]:PORT=[ADDR:]LOCALPORT]... [--outbound [ADDR:]PORT]
                              [--transparent]
                              [--admin 127.0.0.1:15000] [--join TOKEN] [--wait-ready] [--node ID]
@@ -24,6 +25,10 @@ public sealed class ProxyOptions
           --control-plane LIST   control-plane gRPC addresses, tried in order (default 127.0.0.1:15010)
           --app-port PORT        inbound: forward accepted calls to 127.0.0.1:PORT
           --inbound [ADDR:]PORT  where mesh traffic for this workload arrives (default 15006)
+          --inbound-tls-cert FILE, --inbound-tls-key FILE
+                                 terminate TLS on the inbound listener with this PEM certificate chain
+                                 (leaf first) and PEM key; ALPN offers h2 and http/1.1. Without them TLS
+                                 connections are relayed to the application untouched
           --upstream SPEC        explicit outbound listener, repeatable
           --outbound [ADDR:]PORT shared outbound listener (default off; ADDR defaults to 127.0.0.1): HTTP
                                  requests on it are routed by their Host header through the mesh's routes
@@ -49,6 +54,10 @@ public sealed class ProxyOptions
     public IReadOnlyList<DnsEndPoint> ControlPlanes { get; init; } = [new DnsEndPoint("127.0.0.1", 15010)];
     public int? AppPort { get; init; }
     public IPEndPoint Inbound { get; init; } = new(IPAddress.Any, 15006);
+
+    /// <summary>PEM certificate chain and key for TLS on the inbound listener (both or neither).</summary>
+    public string? InboundTlsCert { get; init; }
+    public string? InboundTlsKey { get; init; }
     public IReadOnlyList<UpstreamOption> Upstreams { get; init; } = [];
 
     /// <summary>The shared outbound listener (routes HTTP by Host), or null when off.</summary>
@@ -82,7 +91,7 @@ public static class ProxyOptionsParser
 {
     public static ProxyOptionsParseResult Parse(IReadOnlyList<string> args)
     {
-        string? service = null, ns = null, node = null, join = null;
+        string? service = null, ns = null, node = null, join = null, tlsCert = null, tlsKey = null;
         string region = "", zone = "", subZone = "";
         IReadOnlyList<DnsEndPoint>? cps = null;
         int? appPort = null;
@@ -251,6 +260,23 @@ public static class ProxyOptionsParser
                         }
                         break;
                     }
+                case "--inbound-tls-cert" or "--inbound-tls-key":
+                    {
+                        var v = Value();
+                        if (error is null && v.Length == 0)
+                        {
+                            error = $"{arg}: expected a file name";
+                        }
+                        else if (arg == "--inbound-tls-cert")
+                        {
+                            tlsCert = v;
+                        }
+                        else
+                        {
+                            tlsKey = v;
+                        }
+                        break;
+                    }
                 case "--xds-protocol":
                     {
                         var v = Value();
@@ -295,6 +321,16 @@ public static class ProxyOptionsParser
         {
             return new(null, false, "--service is required: the name of the service this sidecar serves");
         }
+        if ((tlsCert is null) != (tlsKey is null))
+        {
+            return new(null, false, tlsCert is null
+                ? "--inbound-tls-key needs --inbound-tls-cert: give the certificate chain (PEM) that goes with the key"
+                : "--inbound-tls-cert needs --inbound-tls-key: give the private key (PEM) of the certificate");
+        }
+        if (tlsCert is not null && appPort is null)
+        {
+            return new(null, false, "--inbound-tls-cert: there is no inbound listener without --app-port; add --app-port PORT");
+        }
         var resolvedNs = ns ?? "default";
         var resolvedUpstreams = new List<UpstreamOption>(upstreams.Count);
         foreach (var u in upstreams)
@@ -308,6 +344,8 @@ public static class ProxyOptionsParser
             ControlPlanes = cps ?? [new DnsEndPoint("127.0.0.1", 15010)],
             AppPort = appPort,
             Inbound = inbound ?? new IPEndPoint(IPAddress.Any, 15006),
+            InboundTlsCert = tlsCert,
+            InboundTlsKey = tlsKey,
             Upstreams = resolvedUpstreams,
             Outbound = outbound,
             Transparent = transparent,

@@ -127,6 +127,9 @@ public sealed class ProxyOptionsParserTests
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "-1s" }, "--protocol-detection-timeout")]
     [InlineData(new[] { "--service", "web", "--protocol-detection-timeout", "5d" }, "--protocol-detection-timeout: expected a positive duration")]
     [InlineData(new[] { "--service", "web", "--outbound", "host:15001" }, "--outbound: expected [ADDR:]PORT with an IP literal and a port 1-65535, got 'host:15001'")]
+    [InlineData(new[] { "--service", "web", "--app-port", "8080", "--inbound-tls-cert", "a.crt" }, "--inbound-tls-cert needs --inbound-tls-key")]
+    [InlineData(new[] { "--service", "web", "--app-port", "8080", "--inbound-tls-key", "a.key" }, "--inbound-tls-key needs --inbound-tls-cert")]
+    [InlineData(new[] { "--service", "web", "--inbound-tls-cert", "a.crt", "--inbound-tls-key", "a.key" }, "no inbound listener without --app-port")]
     [InlineData(new[] { "--service", "web", "--bogus" }, "unknown flag '--bogus'")]
     [InlineData(new[] { "--service", "web", "--admin", "--wait-ready" }, "--admin needs a value")]
     public void Parse_BadFlag_ErrorNamesFlagAndExpectation(string[] args, string expected)
@@ -151,6 +154,32 @@ public sealed class ProxyOptionsParserTests
         var code = await ProxyMain.RunAsync(["--help"]);
 
         Assert.Equal(0, code);
+    }
+
+    [Fact]
+    public void ListenerTargets_InboundTls_OnlyTheInboundListenerTerminatesTls()
+    {
+        var r = ProxyOptionsParser.Parse(["--service", "web", "--app-port", "8080", "--upstream", "greeter:50051=9001",
+            "--inbound-tls-cert", "/etc/web/tls.crt", "--inbound-tls-key", "/etc/web/tls.key"]);
+        Assert.Null(r.Error);
+        Assert.Equal("/etc/web/tls.crt", r.Options!.InboundTlsCert);
+        Assert.Equal("/etc/web/tls.key", r.Options.InboundTlsKey);
+        var ca = Trellis.Testing.TestCertificates.CreateCa();
+        var tls = new Trellis.Proxy.Listeners.DownstreamTls(Trellis.Testing.TestCertificates.IssueServer(ca, "web"), []);
+
+        var targets = ProxyMain.ListenerTargets(r.Options, tls).ToList();
+
+        Assert.Same(tls, Assert.Single(targets, t => t.Name == "inbound").Tls);
+        Assert.Null(Assert.Single(targets, t => t.Name != "inbound").Tls);
+    }
+
+    [Fact]
+    public async Task RunAsync_UnreadableInboundCertificate_ExitsWith1()
+    {
+        var code = await ProxyMain.RunAsync(["--service", "web", "--app-port", "8080", "--control-plane", "127.0.0.1:1",
+            "--inbound-tls-cert", "/nonexistent/tls.crt", "--inbound-tls-key", "/nonexistent/tls.key"]);
+
+        Assert.Equal(1, code);
     }
 
     [Fact]

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Http.Http1;
@@ -14,7 +16,11 @@ namespace Trellis.Proxy.Listeners;
 /// the routes of that service port's virtual host), a fixed local address (the inbound listener), or, when both
 /// are null, the outbound route table by Host / :authority (the shared --outbound port).
 /// </summary>
-public sealed record ListenerTarget(string Name, IPEndPoint Listen, string? Cluster, IPEndPoint? Fixed);
+public sealed record ListenerTarget(string Name, IPEndPoint Listen, string? Cluster, IPEndPoint? Fixed)
+{
+    /// <summary>When set, TLS connections are terminated here (ALPN h2 or http/1.1) instead of relayed as TCP.</summary>
+    internal DownstreamTls? Tls { get; init; }
+}
 
 /// <summary>
 /// An explicit listener (an --upstream port the application calls, the shared --outbound port, or the inbound
@@ -71,6 +77,9 @@ public sealed partial class ExplicitListener : IAsyncDisposable
 
     /// <summary>A TCP relay (or an upgraded HTTP connection) with no byte moving either way for this long is closed.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>A client that has not completed its TLS handshake this long after its ClientHello is closed.</summary>
+    public TimeSpan TlsHandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Cancelled when the listener stops accepting: keep-alive connections close after their current request.</summary>
     internal CancellationToken Draining => _stop.Token;
@@ -145,6 +154,9 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                         var connection = new DownstreamConnection(client, prefix, DetectedProtocol.Http2, _target, _model.Current, null);
                         await _http2.ServeAsync(connection, _stop.Token).ConfigureAwait(false);
                         break;
+                    case DetectedProtocol.Tls when _target.Tls is { } tls:
+                        await ServeTlsAsync(client, prefix, tls, buffer).ConfigureAwait(false);
+                        break;
                     default:
                         await RelayTcpAsync(client, prefix).ConfigureAwait(false);
                         break;
@@ -163,8 +175,100 @@ public sealed partial class ExplicitListener : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Terminates TLS, then serves what the client chose by ALPN: h2 to the HTTP/2 frontend, http/1.1 to the HTTP/1.1
+    /// engine. A client that offered no ALPN is classified on its first decrypted bytes like a plaintext connection
+    /// (an HTTP/2 preface, an HTTP/1 request line, else opaque TCP relayed decrypted to the target).
+    /// </summary>
+    private async Task ServeTlsAsync(Socket client, ReadOnlyMemory<byte> clientHello, DownstreamTls tls, byte[] buffer)
+    {
+        var tlsStream = new SslStream(new ReplayStream(new NetworkStream(client, ownsSocket: false), clientHello.Span), leaveInnerStreamOpen: false);
+        await using (tlsStream.ConfigureAwait(false))
+        {
+            var started = _services.Time.GetTimestamp();
+            using (var handshake = new CancellationTokenSource(TlsHandshakeTimeout, _services.Time))
+            using (_stop.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), handshake))
+            {
+                try
+                {
+                    await tlsStream.AuthenticateAsServerAsync(tls.ServerOptions, handshake.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is AuthenticationException or IOException or OperationCanceledException)
+                {
+                    var reason = ex is OperationCanceledException ? $"no complete handshake within {TlsHandshakeTimeout.TotalSeconds:0.###} s" : ex.Message;
+                    ProxyMetrics.RecordTlsHandshake(_target.Name, "failed", _services.Time.GetElapsedTime(started));
+                    Log.TlsHandshakeFailed(_logger, _target.Name, SafeRemote(client), reason);
+                    return;
+                }
+            }
+            var alpn = tlsStream.NegotiatedApplicationProtocol;
+            ProxyMetrics.RecordTlsHandshake(_target.Name, alpn == DownstreamTls.Http2 ? "h2" : alpn == DownstreamTls.Http11 ? "http/1.1" : "none",
+                _services.Time.GetElapsedTime(started));
+            DetectedProtocol protocol;
+            var length = 0;
+            if (alpn == DownstreamTls.Http2)
+            {
+                protocol = DetectedProtocol.Http2;
+            }
+            else if (alpn == DownstreamTls.Http11)
+            {
+                protocol = DetectedProtocol.Http1;
+            }
+            else
+            {
+                (protocol, length) = await DetectDecryptedAsync(tlsStream, buffer).ConfigureAwait(false);
+            }
+            switch (protocol)
+            {
+                case DetectedProtocol.Http2 when _http2 is not null:
+                    var connection = new DownstreamConnection(client, buffer.AsMemory(0, length), DetectedProtocol.Http2, _target, _model.Current, null) { Tls = tlsStream };
+                    await _http2.ServeAsync(connection, _stop.Token).ConfigureAwait(false);
+                    break;
+                case DetectedProtocol.Http1:
+                    var http1 = new Http1Connection(client, tlsStream, buffer.AsMemory(0, length), _target, _model, _services, _logger, IdleTimeout,
+                        ConnectTimeoutDefault, _stop.Token);
+                    await using (http1.ConfigureAwait(false))
+                    {
+                        await http1.RunAsync().ConfigureAwait(false);
+                    }
+                    break;
+                default:
+                    await RelayTcpAsync(client, buffer.AsMemory(0, length), tlsStream).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Reads the first decrypted bytes until their protocol is known (bounded by the detection timeout).</summary>
+    private async Task<(DetectedProtocol Protocol, int Length)> DetectDecryptedAsync(SslStream tls, byte[] buffer)
+    {
+        var length = 0;
+        using var timeout = new CancellationTokenSource(_services.DetectionTimeout, _services.Time);
+        try
+        {
+            while (length < ProtocolDetector.BufferSize)
+            {
+                var n = await tls.ReadAsync(buffer.AsMemory(length, ProtocolDetector.BufferSize - length), timeout.Token).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    break;
+                }
+                length += n;
+                if (ProtocolDetector.Classify(buffer.AsSpan(0, length)) is { } found)
+                {
+                    return (found, length);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // A server-first protocol inside TLS: relay it.
+        }
+        return (DetectedProtocol.Tcp, length);
+    }
+
     /// <summary>Relays an opaque connection to one endpoint of the target, chosen once on the connection's model.</summary>
-    private async Task RelayTcpAsync(Socket downstream, ReadOnlyMemory<byte> prefix)
+    private async Task RelayTcpAsync(Socket downstream, ReadOnlyMemory<byte> prefix, SslStream? tls = null)
     {
         var model = _model.Current; // one model for the whole connection
         IPEndPoint? endpoint = null;
@@ -197,7 +301,31 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 return;
             }
         }
-        await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+        if (tls is null)
+        {
+            await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+        }
+        else
+        {
+            var up = new NetworkStream(upstream, ownsSocket: false);
+            await using (up.ConfigureAwait(false))
+            {
+                await TcpRelay.RunAsync(tls, new SendSide(downstream, tls), prefix, up, new SendSide(upstream), IdleTimeout, _services.Time, CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static string SafeRemote(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint?.ToString() ?? "?";
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return "?";
+        }
     }
 
     /// <summary>Stops accepting. The stop source is not disposed: connections still in flight read its token.</summary>
@@ -223,5 +351,8 @@ public sealed partial class ExplicitListener : IAsyncDisposable
 
         [LoggerMessage(4, LogLevel.Warning, "listener {Name}: accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string name, string error);
+
+        [LoggerMessage(5, LogLevel.Information, "listener {Name}: TLS handshake with {Client} failed: {Reason}")]
+        public static partial void TlsHandshakeFailed(ILogger logger, string name, string client, string reason);
     }
 }

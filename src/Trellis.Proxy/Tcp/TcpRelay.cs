@@ -4,9 +4,10 @@ using System.Net.Sockets;
 namespace Trellis.Proxy.Tcp;
 
 /// <summary>
-/// Copies bytes both ways between two connected sockets until both sides have finished, passing half-closes on.
+/// Copies bytes both ways between two connections until both sides have finished, passing half-closes on.
 /// Bytes already read from the downstream (protocol detection) go upstream first. The relay ends when neither
-/// direction moved a byte for the idle timeout (measured on the injected clock).
+/// direction moved a byte for the idle timeout (measured on the injected clock). A side is a stream (a socket's, or
+/// the decrypted stream of a TLS connection the listener terminated) and how to end its sending direction.
 /// </summary>
 internal static class TcpRelay
 {
@@ -14,51 +15,52 @@ internal static class TcpRelay
 
     public static async Task RunAsync(Socket downstream, ReadOnlyMemory<byte> prefix, Socket upstream, TimeSpan idleTimeout, TimeProvider time, CancellationToken ct)
     {
+        var down = new NetworkStream(downstream, ownsSocket: false);
+        var up = new NetworkStream(upstream, ownsSocket: false);
+        await using (down.ConfigureAwait(false))
+        await using (up.ConfigureAwait(false))
+        {
+            await RunAsync(down, new SendSide(downstream), prefix, up, new SendSide(upstream), idleTimeout, time, ct).ConfigureAwait(false);
+        }
+    }
+
+    public static async Task RunAsync(Stream downstream, SendSide downstreamSend, ReadOnlyMemory<byte> prefix, Stream upstream, SendSide upstreamSend,
+        TimeSpan idleTimeout, TimeProvider time, CancellationToken ct)
+    {
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var activity = new IdleWatch(idle, idleTimeout, time);
         try
         {
-            while (!prefix.IsEmpty)
+            if (!prefix.IsEmpty)
             {
-                var sent = await upstream.SendAsync(prefix, SocketFlags.None, idle.Token).ConfigureAwait(false);
-                prefix = prefix[sent..];
+                await upstream.WriteAsync(prefix, idle.Token).ConfigureAwait(false);
             }
-            var a = PumpAsync(downstream, upstream, activity, idle.Token);
-            var b = PumpAsync(upstream, downstream, activity, idle.Token);
+            var a = PumpAsync(downstream, upstream, upstreamSend, activity, idle.Token);
+            var b = PumpAsync(upstream, downstream, downstreamSend, activity, idle.Token);
             await Task.WhenAll(a, b).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
             // One side reset or went idle: close both.
         }
     }
 
-    private static async Task PumpAsync(Socket from, Socket to, IdleWatch activity, CancellationToken ct)
+    private static async Task PumpAsync(Stream from, Stream to, SendSide toSend, IdleWatch activity, CancellationToken ct)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
         try
         {
             while (true)
             {
-                var n = await from.ReceiveAsync(buffer.AsMemory(0, BufferSize), SocketFlags.None, ct).ConfigureAwait(false);
+                var n = await from.ReadAsync(buffer.AsMemory(0, BufferSize), ct).ConfigureAwait(false);
                 if (n == 0)
                 {
                     // The sender finished: tell the other side, keep the reverse direction open.
-                    try
-                    {
-                        to.Shutdown(SocketShutdown.Send);
-                    }
-                    catch (SocketException)
-                    {
-                    }
+                    await toSend.EndAsync().ConfigureAwait(false);
                     return;
                 }
                 activity.Touch();
-                var sent = 0;
-                while (sent < n)
-                {
-                    sent += await to.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, ct).ConfigureAwait(false);
-                }
+                await to.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
             }
         }
         finally

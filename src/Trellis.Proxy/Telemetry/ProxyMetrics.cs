@@ -34,6 +34,14 @@ internal static class ProxyMetrics
     public static readonly UpDownCounter<long> DownstreamConnectionsActive = Meter.CreateUpDownCounter<long>(
         "trellis_proxy_downstream_connections_active", description: "Downstream connections open now.");
 
+    /// <summary>TLS handshakes of listeners that terminate TLS; tags listener, result (h2, http/1.1, none: the ALPN chosen; failed).</summary>
+    public static readonly Counter<long> TlsHandshakes = Meter.CreateCounter<long>(
+        "trellis_proxy_tls_handshakes_total", description: "TLS handshakes on listeners that terminate TLS, by the application protocol chosen (ALPN) or failed.");
+
+    /// <summary>Time from the ClientHello to the end of the handshake; tags listener, result.</summary>
+    public static readonly Histogram<double> TlsHandshakeSeconds = Meter.CreateHistogram<double>(
+        "trellis_proxy_tls_handshake_seconds", description: "Time spent in TLS handshakes on listeners that terminate TLS.");
+
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
     /// <summary>The tag value for a status code, without allocating for 0-599.</summary>
@@ -53,6 +61,14 @@ internal static class ProxyMetrics
         var p = new KeyValuePair<string, object?>("protocol", ProtocolTag(protocol));
         ProtocolDetections.Add(1, l, p);
         ProtocolDetectionSeconds.Record(elapsed.TotalSeconds, l, p);
+    }
+
+    public static void RecordTlsHandshake(string listener, string result, TimeSpan elapsed)
+    {
+        var l = new KeyValuePair<string, object?>("listener", listener);
+        var r = new KeyValuePair<string, object?>("result", result);
+        TlsHandshakes.Add(1, l, r);
+        TlsHandshakeSeconds.Record(elapsed.TotalSeconds, l, r);
     }
 
     public static void RecordHttpRequest(string listener, int status, TimeSpan elapsed)

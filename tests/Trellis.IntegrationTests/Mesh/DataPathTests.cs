@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Trellis.Testing;
 using Trellis.Testing.Apps;
 using Trellis.Testing.Grpc;
 using Xunit;
@@ -166,5 +167,59 @@ public sealed class DataPathTests
             Assert.Equal(payload, back);
         }
         Assert.True(tcp.Connections >= 1);
+    }
+
+    [Fact]
+    public async Task InboundTls_OpensslAndHttpsClients_NegotiateH2OrHttp11AndReachTheApp()
+    {
+        var ca = TestCertificates.CreateCa();
+        var dir = TestPaths.NewTempDir();
+        var caFile = Path.Combine(dir, "ca.crt");
+        await File.WriteAllTextAsync(caFile, TestCertificates.CertificatePem(ca) + "\n");
+        var (certFile, keyFile) = TestCertificates.WritePem(TestCertificates.IssueServer(ca, "127.0.0.1", "greeter.default"), dir, "greeter");
+        await using var greeter = await TestHttpApp.StartAsync("greeter-tls", http2: true);
+        await using var greeter1 = await TestHttpApp.StartAsync("greeter-tls-1");
+        await using var mesh = await MeshHarness.StartAsync();
+        await mesh.ApplyAsync(Yaml("""
+            apiVersion: trellis.dev/v1alpha1
+            kind: Service
+            metadata: {name: greeter}
+            spec: {selector: {app: greeter}, ports: [{name: grpc, port: 9090, protocol: grpc}]}
+            """));
+        var h2Sidecar = await mesh.StartSidecarAsync("greeter", appPort: greeter.Port, extraArgs: ["--inbound-tls-cert", certFile, "--inbound-tls-key", keyFile]);
+        var h1Sidecar = await mesh.StartSidecarAsync("greeter", appPort: greeter1.Port, extraArgs: ["--inbound-tls-cert", certFile, "--inbound-tls-key", keyFile]);
+
+        // openssl: the certificate verifies against the CA, and ALPN picks h2 when offered first.
+        var (code, output) = await Openssl.RunAsync(
+            $"s_client -connect 127.0.0.1:{h2Sidecar.InboundPort} -servername greeter.default -CAfile {caFile} -verify_return_error -alpn h2,http/1.1", "");
+        Assert.True(code == 0, output);
+        Assert.Contains("ALPN protocol: h2", output, StringComparison.Ordinal);
+        Assert.Contains("Verify return code: 0 (ok)", output, StringComparison.Ordinal);
+
+        // gRPC over TLS (ALPN h2) through the sidecar to the h2c app.
+        using var channel = GrpcChannel.ForAddress($"https://127.0.0.1:{h2Sidecar.InboundPort}", new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler
+            {
+                SslOptions = new System.Net.Security.SslClientAuthenticationOptions { RemoteCertificateValidationCallback = TestCertificates.TrustOnly(ca) },
+            },
+        });
+        var reply = await new Echo.EchoClient(channel).UnaryAsync(new EchoRequest { Text = "tls" }, deadline: DateTime.UtcNow.AddSeconds(10));
+        Assert.Equal(("tls", "greeter-tls"), (reply.Text, reply.Instance));
+        Assert.Contains(greeter.Seen, r => r.Protocol == "HTTP/2");
+
+        // HTTPS/1.1 through the other sidecar to the HTTP/1.1 app.
+        using var https = new HttpClient(new SocketsHttpHandler
+        {
+            SslOptions = new System.Net.Security.SslClientAuthenticationOptions { RemoteCertificateValidationCallback = TestCertificates.TrustOnly(ca) },
+        })
+        { Timeout = TimeSpan.FromSeconds(10) };
+        using var get = await https.GetAsync($"https://127.0.0.1:{h1Sidecar.InboundPort}/over-tls");
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal("greeter-tls-1", await get.Content.ReadAsStringAsync());
+
+        // The handshakes are counted on the admin port.
+        var stats = await h2Sidecar.Admin.GetStringAsync("stats/prometheus");
+        Assert.Contains(stats.Split('\n'), l => l.StartsWith("trellis_proxy_tls_handshakes_total{", StringComparison.Ordinal) && l.Contains("result=\"h2\"", StringComparison.Ordinal));
     }
 }

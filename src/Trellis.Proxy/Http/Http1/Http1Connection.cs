@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
@@ -43,7 +44,12 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private const int PhaseBusy = 1;
     private const int PhaseDrained = 2;
 
+    /// <summary>TLS records are at most 16 KiB of plaintext: read one whole record per read.</summary>
+    private static readonly StreamPipeReaderOptions TlsReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true);
+    private static readonly StreamPipeWriterOptions TlsWriterOptions = new(minimumBufferSize: 4096, leaveOpen: true);
+
     private readonly Socket _socket;
+    private readonly SslStream? _tls;
     private readonly PipeReader _in;
     private readonly PipeWriter _out;
     private readonly ListenerTarget _target;
@@ -81,12 +87,32 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private ClusterPool? _pool;
     private Task<CopyResult>? _bodyTask;
 
+    /// <summary>A plaintext connection: <paramref name="prefix"/> holds the bytes detection already read.</summary>
     public Http1Connection(Socket socket, ReadOnlyMemory<byte> prefix, ListenerTarget target, ModelState models, ListenerServices services,
         ILogger logger, TimeSpan idleTimeout, TimeSpan connectTimeoutDefault, CancellationToken draining)
+        : this(socket, null, new SocketReader(socket, prefix.Span), new SocketWriter(socket), target, models, services, logger, idleTimeout, connectTimeoutDefault, draining)
+    {
+    }
+
+    /// <summary>
+    /// A connection whose TLS the listener terminated: requests are read from and responses written to
+    /// <paramref name="tls"/> (left open: the listener closes it with the socket), after <paramref name="prefix"/>,
+    /// decrypted bytes detection already read (empty when ALPN chose http/1.1).
+    /// </summary>
+    public Http1Connection(Socket socket, SslStream tls, ReadOnlyMemory<byte> prefix, ListenerTarget target, ModelState models, ListenerServices services,
+        ILogger logger, TimeSpan idleTimeout, TimeSpan connectTimeoutDefault, CancellationToken draining)
+        : this(socket, tls, PipeReader.Create(prefix.IsEmpty ? tls : new ReplayStream(tls, prefix.Span), TlsReaderOptions),
+            PipeWriter.Create(tls, TlsWriterOptions), target, models, services, logger, idleTimeout, connectTimeoutDefault, draining)
+    {
+    }
+
+    private Http1Connection(Socket socket, SslStream? tls, PipeReader input, PipeWriter output, ListenerTarget target, ModelState models,
+        ListenerServices services, ILogger logger, TimeSpan idleTimeout, TimeSpan connectTimeoutDefault, CancellationToken draining)
     {
         _socket = socket;
-        _in = new SocketReader(socket, prefix.Span);
-        _out = new SocketWriter(socket);
+        _tls = tls;
+        _in = input;
+        _out = output;
         _target = target;
         _models = models;
         _services = services;
@@ -818,7 +844,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             return;
         }
         Arm(Timeout.InfiniteTimeSpan, Deadline.None);
-        await BodyCopy.RelayAsync(_in, _out, _socket, connection.Reader, connection.Writer, connection.Socket, _idleTimeout, _time).ConfigureAwait(false);
+        await BodyCopy.RelayAsync(_in, _out, new SendSide(_socket, _tls), connection.Reader, connection.Writer, new SendSide(connection.Socket), _idleTimeout, _time).ConfigureAwait(false);
     }
 
     // ---- Answers of the proxy's own ----------------------------------------------------------------------------

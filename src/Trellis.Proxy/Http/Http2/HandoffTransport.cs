@@ -95,8 +95,8 @@ internal interface IDownstreamConnectionFeature
 
 /// <summary>
 /// One handed-over socket as a Kestrel connection: a receive loop that first replays the bytes protocol detection
-/// already read, then copies the socket into the input pipe; a send loop that copies the output pipe to the
-/// socket. <see cref="Completed"/> finishes when Kestrel disposed the connection and the socket is closed.
+/// already read, then copies the socket (or, when the listener terminated TLS, the decrypted stream) into the input
+/// pipe; a send loop that copies the output pipe to the socket (or the stream). <see cref="Completed"/> finishes when Kestrel disposed the connection and the socket is closed.
 /// </summary>
 internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnectionFeature
 {
@@ -110,6 +110,7 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
     private static long s_nextId;
 
     private readonly Socket _socket;
+    private readonly Stream? _tls;
     private readonly Pipe _input = new(InputOptions);
     private readonly Pipe _output = new(OutputOptions);
     private readonly CancellationTokenSource _closed = new();
@@ -122,6 +123,7 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
     {
         Connection = connection;
         _socket = connection.Socket;
+        _tls = connection.Tls;
         ConnectionId = "h2-" + Interlocked.Increment(ref s_nextId).ToString(System.Globalization.CultureInfo.InvariantCulture);
         Transport = new DuplexPipe(_input.Reader, _output.Writer);
         LocalEndPoint = SafeEndPoint(static s => s.LocalEndPoint, _socket);
@@ -208,7 +210,9 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
             while (true)
             {
                 var memory = writer.GetMemory(MinReceiveBuffer);
-                var read = await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                var read = _tls is { } tls
+                    ? await tls.ReadAsync(memory).ConfigureAwait(false)
+                    : await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
                 if (read == 0)
                 {
                     break;
@@ -221,7 +225,7 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
         {
             error = _abortReason is { } reason
                 ? reason
@@ -248,7 +252,14 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
                 }
                 foreach (var segment in buffer)
                 {
-                    await _socket.SendAsync(segment, SocketFlags.None).ConfigureAwait(false);
+                    if (_tls is { } tls)
+                    {
+                        await tls.WriteAsync(segment).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await _socket.SendAsync(segment, SocketFlags.None).ConfigureAwait(false);
+                    }
                 }
                 reader.AdvanceTo(buffer.End);
                 if (result.IsCompleted)
@@ -257,7 +268,7 @@ internal sealed class HandoffConnection : ConnectionContext, IDownstreamConnecti
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
         {
             // The peer or an abort closed the socket; Kestrel learns it from the input side.
         }

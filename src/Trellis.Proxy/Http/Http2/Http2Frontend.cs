@@ -135,7 +135,8 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
 
     private async Task<HandoffListener> StartServerAsync(CancellationToken cancellationToken)
     {
-        var kestrel = new KestrelServerOptions { AddServerHeader = false };
+        // AllowAlternateSchemes: a connection whose TLS the listener terminated arrives here decrypted, with :scheme https.
+        var kestrel = new KestrelServerOptions { AddServerHeader = false, AllowAlternateSchemes = true };
         var limits = kestrel.Limits;
         limits.MaxRequestBodySize = null; // streamed, never buffered whole
         limits.MinRequestBodyDataRate = null; // long-lived gRPC streams may be idle

@@ -1,0 +1,36 @@
+using System.Diagnostics;
+
+namespace Trellis.Testing;
+
+/// <summary>Runs the openssl command line (Debian package openssl) the way a user checks a TLS endpoint.</summary>
+public static class Openssl
+{
+    /// <summary>Runs `openssl ARGS` with <paramref name="stdin"/> as its input (then closed); returns the exit code and stdout + stderr.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string arguments, string stdin)
+    {
+        var path = new[] { "/usr/bin/openssl", "/usr/local/bin/openssl" }.FirstOrDefault(File.Exists)
+            ?? throw new InvalidOperationException("openssl is not installed: run scripts/test.sh (it installs the Debian package openssl) or apt-get install openssl");
+        var psi = new ProcessStartInfo(path, arguments)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.StandardInput.WriteAsync(stdin);
+        process.StandardInput.Close();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill();
+            throw new TimeoutException($"openssl {arguments} did not finish within 30 s");
+        }
+        return (process.ExitCode, (await stdout) + (await stderr));
+    }
+}
