@@ -34,6 +34,14 @@ internal static class ProxyMetrics
     public static readonly UpDownCounter<long> DownstreamConnectionsActive = Meter.CreateUpDownCounter<long>(
         "trellis_proxy_downstream_connections_active", description: "Downstream connections open now.");
 
+    /// <summary>TLS handshakes with upstream endpoints; tags cluster, outcome (ok, untrusted, name_mismatch, no_certificate, alpn_mismatch, timeout, error).</summary>
+    public static readonly Counter<long> UpstreamTlsHandshakes = Meter.CreateCounter<long>(
+        "trellis_proxy_upstream_tls_handshakes_total", description: "TLS handshakes with upstream endpoints, by cluster and outcome.");
+
+    /// <summary>Time a TLS handshake with an upstream took (after the TCP connect); tags cluster, outcome.</summary>
+    public static readonly Histogram<double> UpstreamTlsHandshakeSeconds = Meter.CreateHistogram<double>(
+        "trellis_proxy_upstream_tls_handshake_seconds", description: "Time from TCP connect to the end of the TLS handshake with an upstream endpoint.");
+
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
     /// <summary>The tag value for a status code, without allocating for 0-599.</summary>
@@ -60,6 +68,14 @@ internal static class ProxyMetrics
         var l = new KeyValuePair<string, object?>("listener", listener);
         HttpRequests.Add(1, l, new KeyValuePair<string, object?>("code", CodeTag(status)));
         HttpRequestDurationSeconds.Record(elapsed.TotalSeconds, l);
+    }
+
+    public static void RecordUpstreamTlsHandshake(string cluster, string outcome, TimeSpan elapsed)
+    {
+        var c = new KeyValuePair<string, object?>("cluster", cluster);
+        var o = new KeyValuePair<string, object?>("outcome", outcome);
+        UpstreamTlsHandshakes.Add(1, c, o);
+        UpstreamTlsHandshakeSeconds.Record(elapsed.TotalSeconds, c, o);
     }
 
     public static void ConnectionOpened(string listener) => DownstreamConnectionsActive.Add(1, new KeyValuePair<string, object?>("listener", listener));
