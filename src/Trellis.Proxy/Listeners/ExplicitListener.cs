@@ -1,9 +1,11 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Telemetry;
 
@@ -168,6 +170,8 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     {
         var model = _model.Current; // one model for the whole connection
         IPEndPoint? endpoint = null;
+        UpstreamTlsModel? tls = null;
+        var clusterName = "";
         var connectTimeout = ConnectTimeoutDefault;
         if (_target.Fixed is { } fixedAddress)
         {
@@ -176,6 +180,8 @@ public sealed partial class ExplicitListener : IAsyncDisposable
         else if (_target.Cluster is { } name && _services.Clusters.Get(model, name) is { } runtime)
         {
             endpoint = runtime.Pick(0, null)?.Address;
+            tls = runtime.Model.Tls;
+            clusterName = name;
             connectTimeout = runtime.Model.ConnectTimeout > TimeSpan.Zero ? runtime.Model.ConnectTimeout : connectTimeout;
         }
         if (endpoint is null)
@@ -184,6 +190,7 @@ public sealed partial class ExplicitListener : IAsyncDisposable
             return;
         }
         using var upstream = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SslStream? secured = null;
         using (var connect = new CancellationTokenSource(connectTimeout, _services.Time))
         using (_stop.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), connect))
         {
@@ -196,8 +203,28 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), ex is OperationCanceledException ? $"no answer within {connectTimeout.TotalSeconds:0.###} s" : ex.Message);
                 return;
             }
+            if (tls is not null)
+            {
+                // The handshake shares the connect timeout; no ALPN unless the cluster lists some.
+                var handshake = await UpstreamTls.HandshakeAsync(upstream, endpoint, tls, UpstreamTls.Configured(tls), requireAlpn: false, clusterName,
+                    _services.Time, connect.Token).ConfigureAwait(false);
+                if (handshake.Stream is null)
+                {
+                    Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), handshake.Failure!);
+                    return;
+                }
+                secured = handshake.Stream;
+            }
         }
-        await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+        if (secured is null)
+        {
+            await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+        await using (secured.ConfigureAwait(false))
+        {
+            await TcpRelay.RunAsync(downstream, prefix, secured, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Stops accepting. The stop source is not disposed: connections still in flight read its token.</summary>

@@ -37,6 +37,12 @@ public sealed record UpstreamTlsModel
     /// <summary>Where the trust came from, for humans: "system", "inline (2 certificates)", "file /etc/ca.pem (1 certificate)", "none (ACCEPT_UNTRUSTED)".</summary>
     public string TrustSource { get; init; } = "system";
 
+    /// <summary>
+    /// Identity of these settings (SNI, ALPN, trust and the roots' thumbprints): the same on every recompile of an
+    /// unchanged cluster, so pooled connections survive unrelated updates and are dropped when the settings change.
+    /// </summary>
+    public string Key { get; init; } = "";
+
     /// <summary>Whether the server may renegotiate (allow_renegotiation).</summary>
     public bool AllowRenegotiation { get; init; }
 }

@@ -191,3 +191,19 @@ internal static class UpstreamTls
         }
     }
 }
+
+/// <summary>A failed upstream TLS handshake, thrown where a stream must be returned (the HTTP/2 handler's connect callback).</summary>
+internal sealed class UpstreamTlsException : IOException
+{
+    public UpstreamTlsException()
+    {
+    }
+
+    public UpstreamTlsException(string message) : base(message)
+    {
+    }
+
+    public UpstreamTlsException(string message, Exception inner) : base(message, inner)
+    {
+    }
+}

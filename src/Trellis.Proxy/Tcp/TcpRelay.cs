@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net.Security;
 using System.Net.Sockets;
 
 namespace Trellis.Proxy.Tcp;
@@ -30,6 +31,55 @@ internal static class TcpRelay
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
         {
             // One side reset or went idle: close both.
+        }
+    }
+
+    /// <summary>
+    /// The same relay to an upstream reached over TLS: plaintext from the downstream socket goes into
+    /// <paramref name="upstream"/> (which owns the upstream socket); a half-close upstream is close_notify then FIN.
+    /// </summary>
+    public static async Task RunAsync(Socket downstream, ReadOnlyMemory<byte> prefix, SslStream upstream, Socket upstreamSocket, TimeSpan idleTimeout,
+        TimeProvider time, CancellationToken ct)
+    {
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var activity = new IdleWatch(idle, idleTimeout, time);
+        await using var down = new NetworkStream(downstream, ownsSocket: false);
+        try
+        {
+            if (!prefix.IsEmpty)
+            {
+                await upstream.WriteAsync(prefix, idle.Token).ConfigureAwait(false);
+            }
+            var a = PumpAsync(down, upstream, new SendSide(upstreamSocket, upstream), activity, idle.Token);
+            var b = PumpAsync(upstream, down, new SendSide(downstream), activity, idle.Token);
+            await Task.WhenAll(a, b).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // One side reset or went idle: close both.
+        }
+    }
+
+    private static async Task PumpAsync(Stream from, Stream to, SendSide sink, IdleWatch activity, CancellationToken ct)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        try
+        {
+            while (true)
+            {
+                var n = await from.ReadAsync(buffer.AsMemory(0, BufferSize), ct).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    await sink.ShutdownAsync().ConfigureAwait(false);
+                    return;
+                }
+                activity.Touch();
+                await to.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

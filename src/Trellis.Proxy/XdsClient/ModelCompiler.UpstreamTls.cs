@@ -120,8 +120,15 @@ internal static partial class ModelCompiler
             ok = false;
             return null;
         }
+        var key = new StringBuilder().Append(sni).Append('|').AppendJoin(',', common.AlpnProtocols).Append('|').Append(trust)
+            .Append('|').Append(context.AllowRenegotiation);
+        foreach (var root in roots ?? [])
+        {
+            key.Append('|').Append(root.Thumbprint);
+        }
         return new UpstreamTlsModel
         {
+            Key = key.ToString(),
             Sni = sni,
             Alpn = [.. common.AlpnProtocols],
             Trust = trust,

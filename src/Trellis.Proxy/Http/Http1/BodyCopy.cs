@@ -158,21 +158,21 @@ internal static class BodyCopy
     /// An upgraded connection (after 101): bytes both ways until both sides have finished (half-closes passed on),
     /// one side fails (both stop), or no byte moved either way for the idle timeout.
     /// </summary>
-    public static async Task RelayAsync(PipeReader downIn, PipeWriter downOut, Socket downSocket, PipeReader upIn, PipeWriter upOut, Socket upSocket,
+    public static async Task RelayAsync(PipeReader downIn, PipeWriter downOut, SendSide downSend, PipeReader upIn, PipeWriter upOut, SendSide upSend,
         TimeSpan idleTimeout, TimeProvider time)
     {
         using var stop = new CancellationTokenSource();
         using var idle = new IdleWatch(stop, idleTimeout, time);
-        var up = PumpOrStopAsync(downIn, upOut, upSocket, idle, stop);
-        var down = PumpOrStopAsync(upIn, downOut, downSocket, idle, stop);
+        var up = PumpOrStopAsync(downIn, upOut, upSend, idle, stop);
+        var down = PumpOrStopAsync(upIn, downOut, downSend, idle, stop);
         await Task.WhenAll(up, down).ConfigureAwait(false);
     }
 
-    private static async Task PumpOrStopAsync(PipeReader from, PipeWriter to, Socket sinkSocket, IdleWatch idle, CancellationTokenSource stop)
+    private static async Task PumpOrStopAsync(PipeReader from, PipeWriter to, SendSide sink, IdleWatch idle, CancellationTokenSource stop)
     {
         try
         {
-            await PumpAsync(from, to, sinkSocket, idle, stop.Token).ConfigureAwait(false);
+            await PumpAsync(from, to, sink, idle, stop.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
         {
@@ -188,9 +188,9 @@ internal static class BodyCopy
 
     /// <summary>
     /// One direction of an upgraded connection (after 101): bytes as they come until the source ends, then a
-    /// half-close of the sink's socket. Activity is reported to the idle watch.
+    /// half-close of the sink (its socket, or its TLS stream). Activity is reported to the idle watch.
     /// </summary>
-    private static async Task PumpAsync(PipeReader from, PipeWriter to, Socket sinkSocket, IdleWatch idle, CancellationToken ct)
+    private static async Task PumpAsync(PipeReader from, PipeWriter to, SendSide sink, IdleWatch idle, CancellationToken ct)
     {
         while (true)
         {
@@ -208,13 +208,7 @@ internal static class BodyCopy
             await to.FlushAsync(ct).ConfigureAwait(false);
             if (read.IsCompleted || read.IsCanceled)
             {
-                try
-                {
-                    sinkSocket.Shutdown(SocketShutdown.Send);
-                }
-                catch (SocketException)
-                {
-                }
+                await sink.ShutdownAsync().ConfigureAwait(false);
                 return;
             }
         }
