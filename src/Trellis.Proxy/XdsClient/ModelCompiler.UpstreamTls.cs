@@ -190,6 +190,42 @@ internal static partial class ModelCompiler
         }
     }
 
+    /// <summary>Every CERTIFICATE block of a PEM text (other blocks are skipped), or what is wrong with it.</summary>
+    private static X509Certificate2Collection ParsePemCertificates(string pem, out string? problem)
+    {
+        var roots = new X509Certificate2Collection();
+        var rest = pem.AsSpan();
+        var block = 0;
+        while (PemEncoding.TryFind(rest, out var fields))
+        {
+            var label = rest[fields.Label];
+            var base64 = rest[fields.Base64Data];
+            rest = rest[fields.Location.End..];
+            if (!label.SequenceEqual("CERTIFICATE"))
+            {
+                continue;
+            }
+            block++;
+            var der = new byte[fields.DecodedDataLength];
+            if (!Convert.TryFromBase64Chars(base64, der, out var written))
+            {
+                problem = $"not valid PEM: CERTIFICATE block {block} is not base64";
+                return roots;
+            }
+            try
+            {
+                roots.Add(X509CertificateLoader.LoadCertificate(der.AsSpan(0, written)));
+            }
+            catch (CryptographicException e)
+            {
+                problem = $"not valid PEM: CERTIFICATE block {block} is not an X.509 certificate ({e.Message.TrimEnd('.')})";
+                return roots;
+            }
+        }
+        problem = block == 0 ? "no PEM certificate found (expected one or more '-----BEGIN CERTIFICATE-----' blocks)" : null;
+        return roots;
+    }
+
     /// <summary>One or more PEM certificates from a DataSource (inline string, inline bytes or a file).</summary>
     private static X509Certificate2Collection? LoadCertificates(string where, DataSource source, List<string> errors, out string description)
     {
@@ -225,19 +261,10 @@ internal static partial class ModelCompiler
                 errors.Add($"{where}: the data source is empty (set inline_string, inline_bytes or filename)");
                 return null;
         }
-        var roots = new X509Certificate2Collection();
-        try
+        var roots = ParsePemCertificates(pem, out var problem);
+        if (problem is not null)
         {
-            roots.ImportFromPem(pem);
-        }
-        catch (CryptographicException e)
-        {
-            errors.Add($"{where} ({description}): not valid PEM certificates: {e.Message}");
-            return null;
-        }
-        if (roots.Count == 0)
-        {
-            errors.Add($"{where} ({description}): no PEM certificate found (expected one or more '-----BEGIN CERTIFICATE-----' blocks)");
+            errors.Add($"{where} ({description}): {problem}");
             return null;
         }
         description += roots.Count == 1 ? " (1 certificate)" : string.Create(CultureInfo.InvariantCulture, $" ({roots.Count} certificates)");
