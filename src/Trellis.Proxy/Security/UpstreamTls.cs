@@ -102,6 +102,12 @@ internal static class UpstreamTls
         catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or ObjectDisposedException)
         {
             (outcome, reason) = verifier.Failure is { } f ? (verifier.Outcome, f) : (UpstreamTlsOutcome.Failed, Innermost(ex));
+            if (outcome == UpstreamTlsOutcome.Failed && alpn is { Count: > 0 } && reason.Contains("no application protocol", StringComparison.Ordinal))
+            {
+                // The server's no_application_protocol alert (RFC 7301): it speaks none of what was offered.
+                outcome = UpstreamTlsOutcome.AlpnMismatch;
+                reason = $"the server accepts none of the ALPN protocols offered ({string.Join(", ", alpn)}): {reason}";
+            }
         }
         await ssl.DisposeAsync().ConfigureAwait(false);
         Record(cluster, outcome, time, started);

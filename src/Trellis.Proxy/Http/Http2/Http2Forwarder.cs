@@ -412,7 +412,10 @@ internal sealed partial class Http2Forwarder : IDisposable
     {
         var http = exchange.Http;
         var path = RouteRewrites.UpstreamPath(route, exchange.Target);
-        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat("http://", address.ToString(), path)))
+        // A TLS cluster's request is https: the connect callback hands the handler an authenticated SslStream (which it
+        // uses as is), and :scheme says https as servers expect on a TLS connection (Kestrel refuses a mismatch).
+        var scheme = cluster?.Tls is null ? "http://" : "https://";
+        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat(scheme, address.ToString(), path)))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact, // h2c by prior knowledge; SocketsHttpHandler never upgrades http://
@@ -420,7 +423,6 @@ internal sealed partial class Http2Forwarder : IDisposable
         message.Options.Set(ConnectTimeoutKey, connectTimeout);
         if (cluster?.Tls is not null)
         {
-            // Still an http:// URI: the connect callback returns the TLS stream and the handler speaks h2 on it by prior knowledge.
             message.Options.Set(ClusterKey, cluster);
         }
         if (body is not null)
