@@ -1,10 +1,10 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Envoy.Config.Core.V3;
 using Envoy.Extensions.TransportSockets.Tls.V3;
 using Trellis.Proxy.Model;
+using Trellis.Security;
 using Trellis.Xds;
 
 namespace Trellis.Proxy.XdsClient;
@@ -12,11 +12,9 @@ namespace Trellis.Proxy.XdsClient;
 /// <summary>Cluster.transport_socket -> <see cref="UpstreamTlsModel"/>: certificates are read and parsed here, once per update.</summary>
 internal static partial class ModelCompiler
 {
-    /// <summary>Envoy's name of the TLS transport socket.</summary>
-    public const string TlsTransportSocket = "envoy.transport_sockets.tls";
+    public const string TlsTransportSocket = ExtensionNames.TlsTransportSocket;
 
-    /// <summary>Envoy's name of the plaintext transport socket (the default).</summary>
-    public const string RawBufferTransportSocket = "envoy.transport_sockets.raw_buffer";
+    public const string RawBufferTransportSocket = ExtensionNames.RawBufferTransportSocket;
 
     /// <summary>
     /// The cluster's TLS origination, or null for plaintext. Anything this proxy cannot honour exactly (SDS, certificate
@@ -190,42 +188,6 @@ internal static partial class ModelCompiler
         }
     }
 
-    /// <summary>Every CERTIFICATE block of a PEM text (other blocks are skipped), or what is wrong with it.</summary>
-    private static X509Certificate2Collection ParsePemCertificates(string pem, out string? problem)
-    {
-        var roots = new X509Certificate2Collection();
-        var rest = pem.AsSpan();
-        var block = 0;
-        while (PemEncoding.TryFind(rest, out var fields))
-        {
-            var label = rest[fields.Label];
-            var base64 = rest[fields.Base64Data];
-            rest = rest[fields.Location.End..];
-            if (!label.SequenceEqual("CERTIFICATE"))
-            {
-                continue;
-            }
-            block++;
-            var der = new byte[fields.DecodedDataLength];
-            if (!Convert.TryFromBase64Chars(base64, der, out var written))
-            {
-                problem = $"not valid PEM: CERTIFICATE block {block} is not base64";
-                return roots;
-            }
-            try
-            {
-                roots.Add(X509CertificateLoader.LoadCertificate(der.AsSpan(0, written)));
-            }
-            catch (CryptographicException e)
-            {
-                problem = $"not valid PEM: CERTIFICATE block {block} is not an X.509 certificate ({e.Message.TrimEnd('.')})";
-                return roots;
-            }
-        }
-        problem = block == 0 ? "no PEM certificate found (expected one or more '-----BEGIN CERTIFICATE-----' blocks)" : null;
-        return roots;
-    }
-
     /// <summary>One or more PEM certificates from a DataSource (inline string, inline bytes or a file).</summary>
     private static X509Certificate2Collection? LoadCertificates(string where, DataSource source, List<string> errors, out string description)
     {
@@ -261,7 +223,7 @@ internal static partial class ModelCompiler
                 errors.Add($"{where}: the data source is empty (set inline_string, inline_bytes or filename)");
                 return null;
         }
-        var roots = ParsePemCertificates(pem, out var problem);
+        var roots = PemCertificates.Parse(pem, allowOtherBlocks: true, out var problem);
         if (problem is not null)
         {
             errors.Add($"{where} ({description}): {problem}");
