@@ -200,7 +200,8 @@ internal static class MeshTranslator
             [TypeUrls.RouteConfiguration] = new(routes),
             [TypeUrls.Cluster] = new(clusters),
             [TypeUrls.ClusterLoadAssignment] = new(endpoints),
-        }, provenance, View);
+        }, provenance, View,
+            viewsVersion: ContentVersion.Of(sidecarClusters.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => r.Name + "=" + r.Version)));
 
         var all = new List<Resource>();
         all.AddRange(inputs.Services);

@@ -100,4 +100,15 @@ public sealed class UpstreamTlsTranslationTests
         Assert.Null(Tls(snapshot, "greeter.default:50051"));
         Assert.Null(Tls(proxyless, "greeter.default:50051"));
     }
+
+    [Fact]
+    public void Translate_OnlyTlsChanges_SnapshotVersionChanges()
+    {
+        // Proxyless clients see the same resources either way: the snapshot must still change, or it is never published.
+        var plain = Translate("    mode: DISABLE\n");
+        var secured = Translate("    mode: SIMPLE\n");
+
+        Assert.Equal(plain.Get(TypeUrls.Cluster).Version, secured.Get(TypeUrls.Cluster).Version);
+        Assert.NotEqual(plain.Version, secured.Version);
+    }
 }
