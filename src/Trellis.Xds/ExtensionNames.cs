@@ -13,6 +13,12 @@ public static class ExtensionNames
     /// <summary>Key of Cluster.typed_extension_protocol_options holding upstream HTTP options.</summary>
     public const string UpstreamHttpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
+    /// <summary>Name of the TLS transport socket (Cluster.transport_socket, FilterChain.transport_socket).</summary>
+    public const string TlsTransportSocket = "envoy.transport_sockets.tls";
+
+    /// <summary>Name of the plaintext transport socket (the default when none is given).</summary>
+    public const string RawBufferTransportSocket = "envoy.transport_sockets.raw_buffer";
+
     /// <summary>Cluster.metadata.filter_metadata namespace for what only Trellis proxies read.</summary>
     public const string TrellisMetadata = "trellis.dev";
 

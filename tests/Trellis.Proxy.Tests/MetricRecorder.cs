@@ -4,14 +4,15 @@ namespace Trellis.Proxy.Tests;
 
 /// <summary>
 /// Records the measurements of one instrument of the "Trellis.Proxy" meter whose "listener" tag names the test's
-/// listener (tests run in parallel, each with its own listener name), as the value of one other tag.
+/// listener (tests run in parallel, each with its own listener name), as the value of one other tag. Instruments
+/// tagged by cluster instead are filtered with <c>filterTag: "cluster"</c>.
 /// </summary>
 internal sealed class MetricRecorder : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly List<string?> _values = [];
 
-    public MetricRecorder(string instrument, string listener, string tag)
+    public MetricRecorder(string instrument, string listener, string tag, string filterTag = "listener")
     {
         _listener.InstrumentPublished = (i, l) =>
         {
@@ -25,7 +26,7 @@ internal sealed class MetricRecorder : IDisposable
             string? name = null, value = null;
             foreach (var t in tags)
             {
-                name = t.Key == "listener" ? (string?)t.Value : name;
+                name = t.Key == filterTag ? (string?)t.Value : name;
                 value = t.Key == tag ? (string?)t.Value : value;
             }
             if (name == listener)

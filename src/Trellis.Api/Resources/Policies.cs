@@ -29,6 +29,27 @@ public sealed record TrafficPolicySpec
     /// <summary>Default whole-request timeout for routes to the target that set none.</summary>
     public TimeSpan? Timeout { get; init; }
     public FailoverSettings? Failover { get; init; }
+
+    /// <summary>TLS from the calling sidecars to the target's instances, when they serve TLS themselves (Istio's DestinationRule tls).</summary>
+    public UpstreamTlsSettings? Tls { get; init; }
+}
+
+/// <summary>DISABLE: plaintext (the default). SIMPLE: the sidecar originates TLS and checks the server's certificate.</summary>
+public enum UpstreamTlsMode { Disable, Simple }
+
+/// <summary>How sidecars reach the target's instances over TLS (mode SIMPLE); Istio's field names.</summary>
+public sealed record UpstreamTlsSettings
+{
+    public UpstreamTlsMode Mode { get; init; } = UpstreamTlsMode.Disable;
+
+    /// <summary>Server name sent (SNI) and checked against the certificate; unset: no SNI, the instance's IP address is checked.</summary>
+    public string? Sni { get; init; }
+
+    /// <summary>PEM certificates of the CA(s) that sign the instances' certificates; unset: the system trust store.</summary>
+    public string? CaCertificates { get; init; }
+
+    /// <summary>Skip verifying the server's certificate (encrypted, not authenticated). Conflicts with caCertificates.</summary>
+    public bool InsecureSkipVerify { get; init; }
 }
 
 public enum LoadBalancerAlgorithm { RoundRobin, LeastRequest, Random, RingHash, Ewma }

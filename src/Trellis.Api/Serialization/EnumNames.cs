@@ -4,10 +4,13 @@ using Trellis.Api.Resources;
 namespace Trellis.Api.Serialization;
 
 /// <summary>How enum values are written: Gateway API style ("PathPrefix") unless a kind's YAML uses lower case
-/// ("grpc", "healthy", "allow"). Reading ignores case.</summary>
+/// ("grpc", "healthy", "allow") or Istio's upper case ("SIMPLE"). Reading ignores case.</summary>
 internal static class EnumNames
 {
     private static readonly HashSet<Type> LowerCase = [typeof(ServiceProtocol), typeof(EndpointHealth), typeof(AccessDefault)];
+
+    /// <summary>Kinds whose YAML follows Istio's upper case ("SIMPLE").</summary>
+    private static readonly HashSet<Type> UpperCase = [typeof(UpstreamTlsMode)];
 
     private static readonly ConcurrentDictionary<Type, Table> Tables = new();
 
@@ -28,7 +31,7 @@ internal static class EnumNames
         foreach (var value in Enum.GetValues(t))
         {
             var name = Enum.GetName(t, value)!;
-            var written = LowerCase.Contains(t) ? name.ToLowerInvariant() : name;
+            var written = LowerCase.Contains(t) ? name.ToLowerInvariant() : UpperCase.Contains(t) ? name.ToUpperInvariant() : name;
             names.Add(written);
             toName[value] = written;
             fromName[written] = value;

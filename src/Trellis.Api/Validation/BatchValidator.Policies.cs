@@ -1,4 +1,5 @@
 using Trellis.Api.Resources;
+using Trellis.Security;
 
 namespace Trellis.Api.Validation;
 
@@ -88,6 +89,11 @@ internal sealed partial class BatchValidator
 
         Positive(item, "spec.timeout", spec.Timeout);
 
+        if (spec.Tls is { } tls)
+        {
+            CheckUpstreamTls(item, tls);
+        }
+
         if (spec.Failover is { } failover)
         {
             var order = failover.Order ?? [];
@@ -104,6 +110,42 @@ internal sealed partial class BatchValidator
                 }
             }
         }
+    }
+
+    private void CheckUpstreamTls(ParsedResource item, UpstreamTlsSettings tls)
+    {
+        CheckEnum(item, "spec.tls.mode", tls.Mode);
+        if (tls.Sni is { } sni && !Names.IsDnsName(sni))
+        {
+            Report(item, "spec.tls.sni", $"\"{sni}\" is not a DNS name; write the name the instances' certificates carry, e.g. greeter.example.com (leave sni out to check the instance's IP address instead)");
+        }
+
+        if (tls.CaCertificates is { } pem && PemProblem(pem) is { } problem)
+        {
+            Report(item, "spec.tls.caCertificates", $"{problem}; paste the CA certificate(s) as PEM, each from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----");
+        }
+
+        if (tls.InsecureSkipVerify && tls.CaCertificates is not null)
+        {
+            Report(item, "spec.tls.insecureSkipVerify", "insecureSkipVerify: true conflicts with caCertificates (the certificates would never be checked); remove one of them");
+        }
+
+        if (tls.Mode == UpstreamTlsMode.Disable && (tls.Sni is not null || tls.CaCertificates is not null || tls.InsecureSkipVerify))
+        {
+            Report(item, "spec.tls.mode", "mode DISABLE (the default) sends plaintext, so sni, caCertificates and insecureSkipVerify do nothing; set mode: SIMPLE or remove them");
+        }
+    }
+
+    /// <summary>What is wrong with a PEM bundle of CA certificates, or null when every block is a certificate that parses.</summary>
+    private static string? PemProblem(string pem)
+    {
+        var certificates = PemCertificates.Parse(pem, allowOtherBlocks: false, out var problem);
+        foreach (var c in certificates)
+        {
+            c.Dispose();
+        }
+
+        return problem;
     }
 
     /// <summary>One Service takes one policy of each kind: a second one targeting the same Service (and port) is an error.</summary>

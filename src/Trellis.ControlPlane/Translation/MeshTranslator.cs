@@ -4,6 +4,7 @@ using Envoy.Config.Endpoint.V3;
 using Envoy.Config.Listener.V3;
 using Envoy.Config.Route.V3;
 using Envoy.Extensions.Filters.Network.HttpConnectionManager.V3;
+using Envoy.Extensions.TransportSockets.Tls.V3;
 using Envoy.Type.Matcher.V3;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
@@ -79,6 +80,9 @@ internal static class MeshTranslator
         var provenance = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         var localized = new Dictionary<string, Func<ClientLocality, IMessage>>(StringComparer.Ordinal);
         var sidecars = new SidecarResources();
+        // Clusters as sidecars get them when they differ from what proxyless clients get (upstream TLS: grpc-js-xds
+        // NACKs a validation context without a certificate provider instance, so only sidecars see the transport socket).
+        var sidecarClusters = new Dictionary<string, XdsResource>(StringComparer.Ordinal);
         var outboundSources = new SortedSet<string>(StringComparer.Ordinal);
         var routeFilters = new RouteFilters(inputs, services, Note);
 
@@ -101,7 +105,14 @@ internal static class MeshTranslator
                 }
 
                 // Cluster and its endpoints.
-                clusters.Add(new XdsResource(name, BuildCluster(name, policy)));
+                var cluster = BuildCluster(name, policy);
+                clusters.Add(new XdsResource(name, cluster));
+                if (UpstreamTransportSocket(policy, port.Protocol) is { } transport)
+                {
+                    var secured = cluster.Clone();
+                    secured.TransportSocket = transport;
+                    sidecarClusters[name] = new XdsResource(name, secured);
+                }
                 provenance[TypeUrls.Cluster + "|" + name] = sources;
                 var eps = EndpointResolver.Resolve(svc, port, inputs);
                 endpoints.Add(new XdsResource(name, BuildLoadAssignment(name, eps, null)));
@@ -170,7 +181,8 @@ internal static class MeshTranslator
             if (view.Role == ClientRole.Sidecar)
             {
                 var lds = new List<XdsResource> { outbound };
-                var cds = published.Get(TypeUrls.Cluster).Items.Values.ToList();
+                var cds = published.Get(TypeUrls.Cluster).Items.Values
+                    .Select(r => sidecarClusters.TryGetValue(r.Name, out var secured) ? secured : r).ToList();
                 if (sidecars.Inbound(view.Namespace, view.Service) is { } inbound)
                 {
                     lds.Add(inbound.Listener);
@@ -188,7 +200,8 @@ internal static class MeshTranslator
             [TypeUrls.RouteConfiguration] = new(routes),
             [TypeUrls.Cluster] = new(clusters),
             [TypeUrls.ClusterLoadAssignment] = new(endpoints),
-        }, provenance, View);
+        }, provenance, View,
+            viewsVersion: ContentVersion.Of(sidecarClusters.Values.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => r.Name + "=" + r.Version)));
 
         var all = new List<Resource>();
         all.AddRange(inputs.Services);
@@ -355,6 +368,42 @@ internal static class MeshTranslator
             cluster.OutlierDetection = o;
         }
         return cluster;
+    }
+
+    /// <summary>
+    /// The TLS transport socket of a sidecar's cluster for a service port whose TrafficPolicy says tls mode SIMPLE:
+    /// ALPN by the port's protocol (h2 for http2 and grpc, http/1.1 for http, none for tcp), SNI only when given,
+    /// trust from caCertificates (else the system store) or none with insecureSkipVerify. Null: plaintext.
+    /// </summary>
+    internal static TransportSocket? UpstreamTransportSocket(TrafficPolicy? policy, ServiceProtocol protocol)
+    {
+        if (policy?.Spec.Tls is not { Mode: UpstreamTlsMode.Simple } tls)
+        {
+            return null;
+        }
+        var common = new CommonTlsContext();
+        switch (protocol)
+        {
+            case ServiceProtocol.Http2 or ServiceProtocol.Grpc:
+                common.AlpnProtocols.Add("h2");
+                break;
+            case ServiceProtocol.Http:
+                common.AlpnProtocols.Add("http/1.1");
+                break;
+        }
+        if (tls.InsecureSkipVerify)
+        {
+            common.ValidationContext = new CertificateValidationContext
+            {
+                TrustChainVerification = CertificateValidationContext.Types.TrustChainVerification.AcceptUntrusted,
+            };
+        }
+        else if (tls.CaCertificates is { } pem)
+        {
+            common.ValidationContext = new CertificateValidationContext { TrustedCa = new DataSource { InlineString = pem } };
+        }
+        var context = new UpstreamTlsContext { CommonTlsContext = common, Sni = tls.Sni ?? "" };
+        return new TransportSocket { Name = ExtensionNames.TlsTransportSocket, TypedConfig = Any.Pack(context) };
     }
 
     /// <summary>Cluster metadata under the "trellis.dev" filter namespace: what only Trellis proxies read.</summary>

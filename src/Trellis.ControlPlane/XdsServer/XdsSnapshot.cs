@@ -106,15 +106,18 @@ internal sealed class XdsSnapshot
 
     /// <param name="viewBuilder">Builds what one kind of client sees (its locality's endpoint priorities, a sidecar's
     /// own listeners); returns the snapshot itself when nothing differs. Used by <see cref="ForClient"/>.</param>
+    /// <param name="viewsVersion">A digest of what the views add beyond the published resources (e.g. sidecar-only
+    /// cluster settings): part of <see cref="Version"/>, so a change that only a view shows is still published.</param>
     public XdsSnapshot(
         long sequence, IReadOnlyDictionary<string, XdsResourceSet> byType, IReadOnlyDictionary<string, IReadOnlyList<string>>? provenance = null,
-        Func<XdsSnapshot, ClientView, XdsSnapshot>? viewBuilder = null)
+        Func<XdsSnapshot, ClientView, XdsSnapshot>? viewBuilder = null, string? viewsVersion = null)
     {
         Sequence = sequence;
         ByType = byType.ToFrozenDictionary(StringComparer.Ordinal);
         Provenance = (provenance ?? new Dictionary<string, IReadOnlyList<string>>()).ToFrozenDictionary(StringComparer.Ordinal);
         _viewBuilder = viewBuilder;
-        Version = ContentVersion.Of(ByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value.Version));
+        Version = ContentVersion.Of(ByType.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value.Version)
+            .Append("views=" + viewsVersion));
     }
 
     /// <summary>Increases with every publish; orders snapshots in logs and status.</summary>

@@ -56,7 +56,13 @@ public sealed record ClusterDump(string Name, string LoadBalancer, double Connec
 
     /// <summary>Retries in flight.</summary>
     public int? ActiveRetries { get; init; }
+
+    /// <summary>TLS origination to the endpoints (absent: plaintext). Never key material.</summary>
+    public UpstreamTlsDump? Tls { get; init; }
 }
+
+/// <summary>A cluster's upstream TLS: SNI (absent: none; the endpoint IP is checked), ALPN listed, how the certificate is checked and against what.</summary>
+public sealed record UpstreamTlsDump(string? Sni, IReadOnlyList<string> Alpn, string Trust, string TrustSource);
 
 /// <summary>An endpoint; the nullable fields come from the cluster's runtime and are left out when it has none.</summary>
 public sealed record EndpointDump(string Address, int Weight, string Health, int Priority, string Region, string Zone)
@@ -269,8 +275,16 @@ public sealed class AdminServer : IAsyncDisposable
             MaxRequestsPerConnection = c.MaxRequestsPerConnection,
             ActiveRequests = runtime?.ActiveRequests,
             ActiveRetries = runtime?.ActiveRetries,
+            Tls = c.Tls is { } tls ? new UpstreamTlsDump(tls.Sni, tls.Alpn, TrustName(tls.Trust), tls.TrustSource) : null,
         };
     }
+
+    private static string TrustName(UpstreamTrustKind trust) => trust switch
+    {
+        UpstreamTrustKind.CustomCa => "custom_ca",
+        UpstreamTrustKind.AcceptUntrusted => "accept_untrusted",
+        _ => "system",
+    };
 
     public async ValueTask DisposeAsync()
     {

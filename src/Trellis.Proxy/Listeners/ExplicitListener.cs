@@ -1,11 +1,12 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Security;
-using System.Security.Authentication;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Telemetry;
 
@@ -196,13 +197,13 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 catch (Exception ex) when (ex is AuthenticationException or IOException or OperationCanceledException)
                 {
                     var reason = ex is OperationCanceledException ? $"no complete handshake within {TlsHandshakeTimeout.TotalSeconds:0.###} s" : ex.Message;
-                    ProxyMetrics.RecordTlsHandshake(_target.Name, "failed", _services.Time.GetElapsedTime(started));
+                    ProxyMetrics.RecordDownstreamTlsHandshake(_target.Name, "failed", _services.Time.GetElapsedTime(started));
                     Log.TlsHandshakeFailed(_logger, _target.Name, SafeRemote(client), reason);
                     return;
                 }
             }
             var alpn = tlsStream.NegotiatedApplicationProtocol;
-            ProxyMetrics.RecordTlsHandshake(_target.Name, alpn == DownstreamTls.Http2 ? "h2" : alpn == DownstreamTls.Http11 ? "http/1.1" : "none",
+            ProxyMetrics.RecordDownstreamTlsHandshake(_target.Name, alpn == DownstreamTls.Http2 ? "h2" : alpn == DownstreamTls.Http11 ? "http/1.1" : "none",
                 _services.Time.GetElapsedTime(started));
             DetectedProtocol protocol;
             var length = 0;
@@ -268,10 +269,12 @@ public sealed partial class ExplicitListener : IAsyncDisposable
     }
 
     /// <summary>Relays an opaque connection to one endpoint of the target, chosen once on the connection's model.</summary>
-    private async Task RelayTcpAsync(Socket downstream, ReadOnlyMemory<byte> prefix, SslStream? tls = null)
+    private async Task RelayTcpAsync(Socket downstream, ReadOnlyMemory<byte> prefix, SslStream? downstreamTls = null)
     {
         var model = _model.Current; // one model for the whole connection
         IPEndPoint? endpoint = null;
+        UpstreamTlsModel? tls = null;
+        var clusterName = "";
         var connectTimeout = ConnectTimeoutDefault;
         if (_target.Fixed is { } fixedAddress)
         {
@@ -280,6 +283,8 @@ public sealed partial class ExplicitListener : IAsyncDisposable
         else if (_target.Cluster is { } name && _services.Clusters.Get(model, name) is { } runtime)
         {
             endpoint = runtime.Pick(0, null)?.Address;
+            tls = runtime.Model.Tls;
+            clusterName = name;
             connectTimeout = runtime.Model.ConnectTimeout > TimeSpan.Zero ? runtime.Model.ConnectTimeout : connectTimeout;
         }
         if (endpoint is null)
@@ -288,6 +293,7 @@ public sealed partial class ExplicitListener : IAsyncDisposable
             return;
         }
         using var upstream = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SslStream? secured = null;
         using (var connect = new CancellationTokenSource(connectTimeout, _services.Time))
         using (_stop.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), connect))
         {
@@ -300,18 +306,33 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), ex is OperationCanceledException ? $"no answer within {connectTimeout.TotalSeconds:0.###} s" : ex.Message);
                 return;
             }
-        }
-        if (tls is null)
-        {
-            await TcpRelay.RunAsync(downstream, prefix, upstream, IdleTimeout, _services.Time, CancellationToken.None).ConfigureAwait(false);
-        }
-        else
-        {
-            var up = new NetworkStream(upstream, ownsSocket: false);
-            await using (up.ConfigureAwait(false))
+            if (tls is not null)
             {
-                await TcpRelay.RunAsync(tls, new SendSide(downstream, tls), prefix, up, new SendSide(upstream), IdleTimeout, _services.Time, CancellationToken.None)
-                    .ConfigureAwait(false);
+                // The handshake shares the connect timeout; no ALPN unless the cluster lists some.
+                var handshake = await UpstreamTls.HandshakeAsync(upstream, endpoint, tls, UpstreamTls.Configured(tls), requireAlpn: false, clusterName,
+                    _services.Time, connect.Token).ConfigureAwait(false);
+                if (handshake.Stream is null)
+                {
+                    Log.ConnectFailed(_logger, _target.Name, endpoint.ToString(), handshake.Failure!);
+                    return;
+                }
+                secured = handshake.Stream;
+            }
+        }
+        // Each side is its socket's stream, or the TLS stream over it (the listener's, or the cluster's).
+        var down = downstreamTls ?? (Stream)new NetworkStream(downstream, ownsSocket: false);
+        var up = secured ?? (Stream)new NetworkStream(upstream, ownsSocket: false);
+        try
+        {
+            await TcpRelay.RunAsync(down, new SendSide(downstream, downstreamTls), prefix, up, new SendSide(upstream, secured), IdleTimeout,
+                _services.Time, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            await up.DisposeAsync().ConfigureAwait(false);
+            if (downstreamTls is null)
+            {
+                await down.DisposeAsync().ConfigureAwait(false);
             }
         }
     }

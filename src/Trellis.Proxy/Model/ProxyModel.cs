@@ -139,6 +139,9 @@ public sealed record ClusterModel(
 
     /// <summary>Idle upstream connections are closed after this long.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>TLS origination to the endpoints (Cluster.transport_socket); null: plaintext.</summary>
+    public UpstreamTlsModel? Tls { get; init; }
 }
 
 /// <summary>

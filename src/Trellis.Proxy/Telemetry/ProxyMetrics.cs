@@ -35,12 +35,20 @@ internal static class ProxyMetrics
         "trellis_proxy_downstream_connections_active", description: "Downstream connections open now.");
 
     /// <summary>TLS handshakes of listeners that terminate TLS; tags listener, result (h2, http/1.1, none: the ALPN chosen; failed).</summary>
-    public static readonly Counter<long> TlsHandshakes = Meter.CreateCounter<long>(
-        "trellis_proxy_tls_handshakes_total", description: "TLS handshakes on listeners that terminate TLS, by the application protocol chosen (ALPN) or failed.");
+    public static readonly Counter<long> DownstreamTlsHandshakes = Meter.CreateCounter<long>(
+        "trellis_proxy_downstream_tls_handshakes_total", description: "TLS handshakes on listeners that terminate TLS, by the application protocol chosen (ALPN) or failed.");
 
     /// <summary>Time from the ClientHello to the end of the handshake; tags listener, result.</summary>
-    public static readonly Histogram<double> TlsHandshakeSeconds = Meter.CreateHistogram<double>(
-        "trellis_proxy_tls_handshake_seconds", description: "Time spent in TLS handshakes on listeners that terminate TLS.");
+    public static readonly Histogram<double> DownstreamTlsHandshakeSeconds = Meter.CreateHistogram<double>(
+        "trellis_proxy_downstream_tls_handshake_seconds", description: "Time spent in TLS handshakes on listeners that terminate TLS.");
+
+    /// <summary>TLS handshakes with upstream endpoints; tags cluster, outcome (ok, untrusted, name_mismatch, no_certificate, alpn_mismatch, timeout, error).</summary>
+    public static readonly Counter<long> UpstreamTlsHandshakes = Meter.CreateCounter<long>(
+        "trellis_proxy_upstream_tls_handshakes_total", description: "TLS handshakes with upstream endpoints, by cluster and outcome.");
+
+    /// <summary>Time a TLS handshake with an upstream took (after the TCP connect); tags cluster, outcome.</summary>
+    public static readonly Histogram<double> UpstreamTlsHandshakeSeconds = Meter.CreateHistogram<double>(
+        "trellis_proxy_upstream_tls_handshake_seconds", description: "Time from TCP connect to the end of the TLS handshake with an upstream endpoint.");
 
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -63,12 +71,12 @@ internal static class ProxyMetrics
         ProtocolDetectionSeconds.Record(elapsed.TotalSeconds, l, p);
     }
 
-    public static void RecordTlsHandshake(string listener, string result, TimeSpan elapsed)
+    public static void RecordDownstreamTlsHandshake(string listener, string result, TimeSpan elapsed)
     {
         var l = new KeyValuePair<string, object?>("listener", listener);
         var r = new KeyValuePair<string, object?>("result", result);
-        TlsHandshakes.Add(1, l, r);
-        TlsHandshakeSeconds.Record(elapsed.TotalSeconds, l, r);
+        DownstreamTlsHandshakes.Add(1, l, r);
+        DownstreamTlsHandshakeSeconds.Record(elapsed.TotalSeconds, l, r);
     }
 
     public static void RecordHttpRequest(string listener, int status, TimeSpan elapsed)
@@ -76,6 +84,14 @@ internal static class ProxyMetrics
         var l = new KeyValuePair<string, object?>("listener", listener);
         HttpRequests.Add(1, l, new KeyValuePair<string, object?>("code", CodeTag(status)));
         HttpRequestDurationSeconds.Record(elapsed.TotalSeconds, l);
+    }
+
+    public static void RecordUpstreamTlsHandshake(string cluster, string outcome, TimeSpan elapsed)
+    {
+        var c = new KeyValuePair<string, object?>("cluster", cluster);
+        var o = new KeyValuePair<string, object?>("outcome", outcome);
+        UpstreamTlsHandshakes.Add(1, c, o);
+        UpstreamTlsHandshakeSeconds.Record(elapsed.TotalSeconds, c, o);
     }
 
     public static void ConnectionOpened(string listener) => DownstreamConnectionsActive.Add(1, new KeyValuePair<string, object?>("listener", listener));

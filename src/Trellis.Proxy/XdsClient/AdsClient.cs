@@ -369,6 +369,10 @@ public sealed partial class AdsClient
         {
             _state.Swap(result.Model, result.Complete);
             LogApplied(_log, result.Model.Version, result.Complete, result.Model.Listeners.Count, result.Model.Clusters.Count);
+            foreach (var warning in result.Warnings)
+            {
+                LogConfigWarning(_log, warning);
+            }
         }
     }
 
@@ -546,6 +550,9 @@ public sealed partial class AdsClient
 
     [LoggerMessage(Level = LogLevel.Information, Message = "applied config version {Version} (complete: {Complete}, {Listeners} listeners, {Clusters} clusters)")]
     private static partial void LogApplied(ILogger log, string version, bool complete, int listeners, int clusters);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "config warning: {Warning}")]
+    private static partial void LogConfigWarning(ILogger log, string warning);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "rejected config (NACK) {Error}; keeping version {Version}")]
     private static partial void LogNack(ILogger log, string error, string version);

@@ -42,6 +42,9 @@ internal sealed record CompileResult(
     IReadOnlyList<string> Missing)
 {
     public bool IsValid => Errors.Count == 0;
+
+    /// <summary>What the update accepts but an operator should know (e.g. a cluster that skips certificate checks); logged when applied.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
 /// <summary>Envoy protos -> <see cref="ProxyModel"/>. Collects every error before deciding; protobuf stays in this folder.</summary>
@@ -85,10 +88,11 @@ internal static partial class ModelCompiler
         }
 
         var clusters = new Dictionary<string, ClusterModel>(StringComparer.Ordinal);
+        var warnings = new List<string>();
         var edsNames = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var (name, entry) in resources.Clusters.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            var c = CompileCluster(name, entry.Resource, resources.Endpoints, errors, edsNames, missing);
+            var c = CompileCluster(name, entry.Resource, resources.Endpoints, errors, warnings, edsNames, missing);
             if (c is not null)
             {
                 clusters[name] = c;
@@ -117,7 +121,7 @@ internal static partial class ModelCompiler
         {
             missing.Add("clusters (none received yet)");
         }
-        return new CompileResult(model, complete, errors, [.. routeNames], [.. edsNames], missing);
+        return new CompileResult(model, complete, errors, [.. routeNames], [.. edsNames], missing) { Warnings = warnings };
     }
 
     /// <summary>A short digest of every resource's type, name and version: changes with every applied update.</summary>
@@ -504,7 +508,7 @@ internal static partial class ModelCompiler
     }
 
     private static ClusterModel? CompileCluster(string name, EnvoyCluster c, IReadOnlyDictionary<string, XdsEntry<ClusterLoadAssignment>> eds,
-        List<string> errors, SortedSet<string> edsNames, List<string> missing)
+        List<string> errors, List<string> warnings, SortedSet<string> edsNames, List<string> missing)
     {
         var where = $"cluster {name}";
         var lb = c.LbPolicy switch
@@ -521,9 +525,9 @@ internal static partial class ModelCompiler
             errors.Add($"{where}: lb_policy {c.LbPolicy} is not supported");
             return null;
         }
-        if (c.TransportSocket is not null)
+        var tls = CompileUpstreamTls(where, c.TransportSocket, errors, warnings, out var tlsOk);
+        if (!tlsOk)
         {
-            errors.Add($"{where}: transport_socket '{c.TransportSocket.Name}' is not supported yet");
             return null;
         }
         IReadOnlyList<EndpointModel> endpoints;
@@ -567,7 +571,7 @@ internal static partial class ModelCompiler
         {
             lb = LoadBalancerKind.Ewma;
         }
-        var model = new ClusterModel(name, lb.Value, c.ConnectTimeout?.ToTimeSpan() ?? TimeSpan.FromSeconds(5), endpoints, breakers, outlier);
+        var model = new ClusterModel(name, lb.Value, c.ConnectTimeout?.ToTimeSpan() ?? TimeSpan.FromSeconds(5), endpoints, breakers, outlier) { Tls = tls };
         return ApplyProtocolOptions(where, model, c.TypedExtensionProtocolOptions, errors);
     }
 

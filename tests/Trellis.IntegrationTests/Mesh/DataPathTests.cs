@@ -175,7 +175,7 @@ public sealed class DataPathTests
         var ca = TestCertificates.CreateCa();
         var dir = TestPaths.NewTempDir();
         var caFile = Path.Combine(dir, "ca.crt");
-        await File.WriteAllTextAsync(caFile, TestCertificates.CertificatePem(ca) + "\n");
+        await File.WriteAllTextAsync(caFile, TestCertificates.ToPem(ca) + "\n");
         var (certFile, keyFile) = TestCertificates.WritePem(TestCertificates.IssueServer(ca, "127.0.0.1", "greeter.default"), dir, "greeter");
         await using var greeter = await TestHttpApp.StartAsync("greeter-tls", http2: true);
         await using var greeter1 = await TestHttpApp.StartAsync("greeter-tls-1");
@@ -220,6 +220,6 @@ public sealed class DataPathTests
 
         // The handshakes are counted on the admin port.
         var stats = await h2Sidecar.Admin.GetStringAsync("stats/prometheus");
-        Assert.Contains(stats.Split('\n'), l => l.StartsWith("trellis_proxy_tls_handshakes_total{", StringComparison.Ordinal) && l.Contains("result=\"h2\"", StringComparison.Ordinal));
+        Assert.Contains(stats.Split('\n'), l => l.StartsWith("trellis_proxy_downstream_tls_handshakes_total{", StringComparison.Ordinal) && l.Contains("result=\"h2\"", StringComparison.Ordinal));
     }
 }

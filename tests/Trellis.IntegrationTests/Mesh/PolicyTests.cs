@@ -568,4 +568,38 @@ public sealed class PolicyTests
         Assert.All(await SequenceAsync(http, url, 20), body => Assert.Equal("far", body));
         Assert.Equal(23, near.Requests);
     }
+
+    [Fact]
+    public async Task TrafficPolicyTls_Simple_SidecarReachesHttpsAppThatPlaintextCannot()
+    {
+        using var ca = TestCertificates.CreateCa("Mesh Test CA");
+        using var certificate = TestCertificates.IssueServer(ca, "greeter.example");
+        await using var app = await TestHttpApp.StartAsync("greeter-tls", certificate: certificate);
+        var (mesh, web, url) = await StartAsync("", app);
+        await using var _ = mesh;
+        using var http = new HttpClient();
+
+        // Without the policy the sidecar speaks plaintext to a TLS port: the app never sees a request.
+        using (var plain = await http.GetAsync(url))
+        {
+            Assert.NotEqual(HttpStatusCode.OK, plain.StatusCode);
+            Assert.True(plain.Headers.Contains("x-trellis-error"));
+        }
+        Assert.Equal(0, app.Requests);
+
+        var pem = TestCertificates.ToPem(ca).ReplaceLineEndings("\\n");
+        await mesh.ApplyAsync(GreeterPolicy($"tls: {{mode: SIMPLE, sni: greeter.example, caCertificates: \"{pem}\"}}"));
+        await web.WaitForConfigAsync(dump => dump.Contains("custom_ca", StringComparison.Ordinal), "greeter's cluster with upstream TLS");
+
+        using var response = await http.GetAsync(url);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("greeter-tls", await response.Content.ReadAsStringAsync());
+        var seen = app.Seen.Last();
+        Assert.Equal("HTTP/1.1", seen.Protocol);
+        Assert.StartsWith("Tls", seen.TlsProtocol, StringComparison.Ordinal);
+        var cluster = (await web.ConfigDumpAsync())["clusters"]!.AsArray().Single(c => (string?)c!["name"] == "greeter.default:8080")!;
+        Assert.Equal("greeter.example", (string?)cluster["tls"]!["sni"]);
+        Assert.Equal("http/1.1", (string?)cluster["tls"]!["alpn"]![0]);
+    }
 }

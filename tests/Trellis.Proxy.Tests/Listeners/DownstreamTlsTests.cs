@@ -75,7 +75,7 @@ public sealed class DownstreamTlsTests : IAsyncLifetime
     {
         await using var app = await TestHttpApp.StartAsync("app", http2: true);
         await using var listener = Inbound("tls-h2", app.Port);
-        using var recorder = new MetricRecorder("trellis_proxy_tls_handshakes_total", "tls-h2", "result");
+        using var recorder = new MetricRecorder("trellis_proxy_downstream_tls_handshakes_total", "tls-h2", "result");
         using var client = Client(HttpVersion.Version20);
 
         using var response = await client.GetAsync($"https://127.0.0.1:{listener.LocalEndPoint.Port}/hello?x=1");
@@ -119,7 +119,7 @@ public sealed class DownstreamTlsTests : IAsyncLifetime
     {
         await using var app = await TestHttpApp.StartAsync("app1");
         await using var listener = Inbound("tls-h1", app.Port);
-        using var recorder = new MetricRecorder("trellis_proxy_tls_handshakes_total", "tls-h1", "result");
+        using var recorder = new MetricRecorder("trellis_proxy_downstream_tls_handshakes_total", "tls-h1", "result");
         using var client = Client(HttpVersion.Version11);
 
         using var post = await client.PostAsync($"https://127.0.0.1:{listener.LocalEndPoint.Port}/submit", new StringContent("payload"));
@@ -139,7 +139,7 @@ public sealed class DownstreamTlsTests : IAsyncLifetime
     {
         await using var app = await TestHttpApp.StartAsync("alpn11");
         await using var listener = Inbound("tls-alpn11", app.Port);
-        using var recorder = new MetricRecorder("trellis_proxy_tls_handshakes_total", "tls-alpn11", "result");
+        using var recorder = new MetricRecorder("trellis_proxy_downstream_tls_handshakes_total", "tls-alpn11", "result");
         await using var tls = await ConnectAsync(listener.LocalEndPoint, SslApplicationProtocol.Http11);
         Assert.Equal(SslApplicationProtocol.Http11, tls.NegotiatedApplicationProtocol);
         var reader = new StreamReader(tls, Encoding.ASCII);
@@ -225,7 +225,7 @@ public sealed class DownstreamTlsTests : IAsyncLifetime
     {
         await using var app = await TestHttpApp.StartAsync("garbage");
         await using var listener = Inbound("tls-garbage", app.Port);
-        using var recorder = new MetricRecorder("trellis_proxy_tls_handshakes_total", "tls-garbage", "result");
+        using var recorder = new MetricRecorder("trellis_proxy_downstream_tls_handshakes_total", "tls-garbage", "result");
         using var tcp = new TcpClient();
         await tcp.ConnectAsync(listener.LocalEndPoint);
         var s = tcp.GetStream();

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -14,7 +16,11 @@ using Trellis.Testing.Grpc;
 namespace Trellis.Testing.Apps;
 
 /// <summary>What a test app saw of one request.</summary>
-public sealed record SeenRequest(string Method, string Host, string PathAndQuery, IReadOnlyDictionary<string, string> Headers, string Protocol);
+public sealed record SeenRequest(string Method, string Host, string PathAndQuery, IReadOnlyDictionary<string, string> Headers, string Protocol)
+{
+    /// <summary>The TLS version the request came over (e.g. "Tls13"), null over plaintext.</summary>
+    public string? TlsProtocol { get; init; }
+}
 
 /// <summary>
 /// An application instance behind a sidecar in tests: one Kestrel app on loopback speaking HTTP/1.1 or h2c
@@ -48,14 +54,24 @@ public sealed class TestHttpApp : IAsyncDisposable
     /// <summary>gRPC Unary: replaces the default answer when set.</summary>
     public Func<EchoRequest, ServerCallContext, Task<EchoReply>>? UnaryHandler { get; set; }
 
-    public static async Task<TestHttpApp> StartAsync(string name, bool http2 = false)
+    /// <param name="certificate">Serve HTTPS with this certificate (HTTP/1.1 and HTTP/2 chosen by ALPN) instead of plaintext.</param>
+    public static async Task<TestHttpApp> StartAsync(string name, bool http2 = false, X509Certificate2? certificate = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = null;
-            k.Listen(IPAddress.Loopback, 0, o => o.Protocols = http2 ? HttpProtocols.Http2 : HttpProtocols.Http1);
+            k.Listen(IPAddress.Loopback, 0, o =>
+            {
+                if (certificate is not null)
+                {
+                    o.Protocols = HttpProtocols.Http1AndHttp2;
+                    o.UseHttps(certificate);
+                    return;
+                }
+                o.Protocols = http2 ? HttpProtocols.Http2 : HttpProtocols.Http1;
+            });
         });
         var self = new TestHttpApp(name);
         builder.Services.AddGrpc();
@@ -70,7 +86,10 @@ public sealed class TestHttpApp : IAsyncDisposable
             {
                 headers[h.Key] = h.Value.ToString();
             }
-            self.Seen.Enqueue(new SeenRequest(ctx.Request.Method, ctx.Request.Host.Value ?? "", ctx.Request.Path + ctx.Request.QueryString, headers, ctx.Request.Protocol));
+            self.Seen.Enqueue(new SeenRequest(ctx.Request.Method, ctx.Request.Host.Value ?? "", ctx.Request.Path + ctx.Request.QueryString, headers, ctx.Request.Protocol)
+            {
+                TlsProtocol = ctx.Features.Get<ITlsHandshakeFeature>()?.Protocol.ToString(),
+            });
             await next(ctx);
         });
         app.MapGrpcService<EchoService>();

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Telemetry;
 using Trellis.Proxy.Threading;
@@ -84,6 +85,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// <summary>The number of the try under way (1, then 2 for the first retry ...), sent upstream on retries.</summary>
     private int _attempt = 1;
     private UpstreamConnection? _upstream;
+
+    /// <summary>Why the last try could not connect, when there is more to say than the error code (a TLS handshake failure).</summary>
+    private string? _connectDetail;
     private ClusterPool? _pool;
     private Task<CopyResult>? _bodyTask;
 
@@ -473,7 +477,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             runtime?.OnAttemptStart(endpoint);
             _attempt = retries + 1;
             var started = _time.GetTimestamp();
-            var attempt = await TryAsync(endpoint, route, limits, connectTimeout, policy?.PerTryTimeout).ConfigureAwait(false);
+            var attempt = await TryAsync(endpoint, route, limits, connectTimeout, policy?.PerTryTimeout, runtime?.Model).ConfigureAwait(false);
             var status = attempt == Attempt.Response ? _response.Status : 0;
             runtime?.OnAttemptEnd(endpoint, status, _time.GetElapsedTime(started));
             if (retries > 0)
@@ -498,6 +502,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
                         break;
                     case Attempt.BadRequestBody:
                         await RespondErrorAsync(error, detail: "the chunked body is malformed (chunk size line, CRLF after data, or trailer)").ConfigureAwait(false);
+                        break;
+                    case Attempt.ConnectFailure when _connectDetail is { } detail:
+                        await RespondErrorAsync(error, detail: detail).ConfigureAwait(false);
                         break;
                     default:
                         await RespondErrorAsync(error).ConfigureAwait(false);
@@ -545,10 +552,13 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// fresh one once, when the request can be replayed.
     /// </summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskBuilder<>))]
-    private async ValueTask<Attempt> TryAsync(IPEndPoint endpoint, RouteModel? route, PoolLimits limits, TimeSpan connectTimeout, TimeSpan? perTry)
+    private async ValueTask<Attempt> TryAsync(IPEndPoint endpoint, RouteModel? route, PoolLimits limits, TimeSpan connectTimeout, TimeSpan? perTry,
+        ClusterModel? cluster)
     {
         _tryStart = _time.GetTimestamp();
         _perTry = perTry;
+        _connectDetail = null;
+        var tls = cluster?.Tls;
         var fresh = false;
         while (true)
         {
@@ -568,8 +578,9 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             }
             UpstreamConnection connection;
             var reused = lease.Kind == LeaseKind.Reused;
-            if (reused && fresh)
+            if (reused && (fresh || !lease.Connection!.Matches(tls)))
             {
+                // Replaced once already, or made for TLS settings the cluster no longer has.
                 _pool.Release(lease.Connection!, reusable: false, default);
                 continue;
             }
@@ -591,8 +602,25 @@ internal sealed partial class Http1Connection : IAsyncDisposable
                     _pool.ReleaseSlot();
                     return ex is SocketException || _armed == Deadline.Connect ? Attempt.ConnectFailure : TimedOut();
                 }
+                if (tls is null)
+                {
+                    connection = new UpstreamConnection(socket, endpoint);
+                }
+                else
+                {
+                    // The handshake shares the connect deadline still armed.
+                    var handshake = await UpstreamTls.HandshakeAsync(socket, endpoint, tls, UpstreamTls.Http11, requireAlpn: false, cluster!.Name, _time, _cts.Token)
+                        .ConfigureAwait(false);
+                    if (handshake.Stream is null)
+                    {
+                        socket.Dispose();
+                        _pool.ReleaseSlot();
+                        _connectDetail = handshake.Failure;
+                        return handshake.Outcome != UpstreamTlsOutcome.Timeout || _armed == Deadline.Connect ? Attempt.ConnectFailure : TimedOut();
+                    }
+                    connection = new UpstreamConnection(socket, endpoint, handshake.Stream, tls.Key);
+                }
                 ArmTry(Timeout.InfiniteTimeSpan);
-                connection = new UpstreamConnection(socket, endpoint);
             }
             _upstream = connection;
             connection.Requests++;
@@ -844,7 +872,7 @@ internal sealed partial class Http1Connection : IAsyncDisposable
             return;
         }
         Arm(Timeout.InfiniteTimeSpan, Deadline.None);
-        await BodyCopy.RelayAsync(_in, _out, new SendSide(_socket, _tls), connection.Reader, connection.Writer, new SendSide(connection.Socket), _idleTimeout, _time).ConfigureAwait(false);
+        await BodyCopy.RelayAsync(_in, _out, new SendSide(_socket, _tls), connection.Reader, connection.Writer, connection.Send, _idleTimeout, _time).ConfigureAwait(false);
     }
 
     // ---- Answers of the proxy's own ----------------------------------------------------------------------------

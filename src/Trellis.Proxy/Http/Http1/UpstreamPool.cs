@@ -1,14 +1,20 @@
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using Trellis.Proxy.Model;
 using Trellis.Proxy.Tcp;
 
 namespace Trellis.Proxy.Http.Http1;
 
-/// <summary>One keep-alive connection to an upstream endpoint, with pipes over its socket.</summary>
+/// <summary>One keep-alive connection to an upstream endpoint, with pipes over its socket (or over its TLS stream).</summary>
 internal sealed class UpstreamConnection : IDisposable
 {
+    /// <summary>Pipe buffers over a TLS stream: a TLS record carries at most 16 KiB.</summary>
+    private const int TlsBufferSize = 16 * 1024;
+
+    /// <summary>A plaintext connection: the pipes read and write the socket directly.</summary>
     public UpstreamConnection(Socket socket, IPEndPoint endpoint)
     {
         Socket = socket;
@@ -17,10 +23,31 @@ internal sealed class UpstreamConnection : IDisposable
         Writer = new SocketWriter(socket);
     }
 
+    /// <summary>A TLS connection: the pipes read and write <paramref name="tls"/>, made with <paramref name="tlsKey"/>.</summary>
+    public UpstreamConnection(Socket socket, IPEndPoint endpoint, SslStream tls, string tlsKey)
+    {
+        Socket = socket;
+        Endpoint = endpoint;
+        Tls = tls;
+        TlsKey = tlsKey;
+        Reader = PipeReader.Create(tls, new StreamPipeReaderOptions(bufferSize: TlsBufferSize, minimumReadSize: 2048, leaveOpen: true));
+        Writer = PipeWriter.Create(tls, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
+    }
+
     public Socket Socket { get; }
     public IPEndPoint Endpoint { get; }
     public PipeReader Reader { get; }
     public PipeWriter Writer { get; }
+
+    /// <summary>The TLS stream, null on a plaintext connection.</summary>
+    public SslStream? Tls { get; }
+
+    /// <summary><see cref="UpstreamTlsModel.Key"/> of the settings it was made with (null: plaintext): a pooled
+    /// connection is reused only while its cluster's TLS settings are the same.</summary>
+    public string? TlsKey { get; }
+
+    /// <summary>The half-close handle of this connection (TLS sends close_notify first).</summary>
+    public SendSide Send => new(Socket, Tls);
 
     /// <summary>Requests sent on this connection so far.</summary>
     public int Requests { get; set; }
@@ -30,15 +57,20 @@ internal sealed class UpstreamConnection : IDisposable
 
     public TimeSpan IdleTimeout { get; set; }
 
+    /// <summary>Whether this connection was made for the cluster's current TLS settings (same reference or same key).</summary>
+    public bool Matches(UpstreamTlsModel? tls) =>
+        tls is null ? TlsKey is null : TlsKey is not null && string.Equals(TlsKey, tls.Key, StringComparison.Ordinal);
+
     /// <summary>
     /// True when the upstream closed the connection (or sent something unasked) while it was idle: the socket is
-    /// readable though no request is outstanding. One non-blocking poll.
+    /// readable though no request is outstanding. One non-blocking poll. A TLS server may send records of its own
+    /// after the handshake (TLS 1.3 session tickets), so a TLS connection looks closed only at end of stream.
     /// </summary>
     public bool LooksClosed()
     {
         try
         {
-            return Socket.Poll(0, SelectMode.SelectRead);
+            return Socket.Poll(0, SelectMode.SelectRead) && (Tls is null || Socket.Available == 0);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
@@ -49,8 +81,22 @@ internal sealed class UpstreamConnection : IDisposable
     public void Dispose()
     {
         Socket.Dispose();
-        Reader.Complete();
-        Writer.Complete();
+        if (Tls is null)
+        {
+            Reader.Complete();
+            Writer.Complete();
+            return;
+        }
+        // Completing a stream pipe writes what it still holds: with the socket closed that fails at once.
+        try
+        {
+            Reader.Complete();
+            Writer.Complete();
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or InvalidOperationException)
+        {
+        }
+        Tls.Dispose();
     }
 }
 

@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Telemetry;
 
 namespace Trellis.Proxy.Http.Http2;
@@ -24,6 +25,9 @@ internal sealed partial class Http2Forwarder : IDisposable
 {
     private const int ResponseBufferSize = 16 * 1024;
     private static readonly HttpRequestOptionsKey<TimeSpan> ConnectTimeoutKey = new("trellis.connect_timeout");
+
+    /// <summary>The cluster whose endpoint a request goes to: its name and TLS settings reach the connect callback.</summary>
+    private static readonly HttpRequestOptionsKey<ClusterModel> ClusterKey = new("trellis.cluster");
 
     /// <summary>Request headers never copied upstream: connection-specific ones, and those the proxy sets itself.</summary>
     private static readonly FrozenSet<string> SkippedRequestHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
@@ -217,7 +221,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                 UpstreamAttempt attempt;
                 try
                 {
-                    attempt = await SendAsync(exchange, route, address, body, connectTimeout, policy?.PerTryTimeout, retries + 1).ConfigureAwait(false);
+                    attempt = await SendAsync(exchange, route, address, runtime?.Model, body, connectTimeout, policy?.PerTryTimeout, retries + 1).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -266,7 +270,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                         retries++;
                         continue;
                     }
-                    await FailAsync(exchange, exchange.TimedOut ? ProxyError.UpstreamTimeout : attempt.Error).ConfigureAwait(false);
+                    await FailAsync(exchange, exchange.TimedOut ? ProxyError.UpstreamTimeout : attempt.Error, exchange.TimedOut ? null : attempt.TlsFailure).ConfigureAwait(false);
                     return;
                 }
             }
@@ -311,13 +315,14 @@ internal sealed partial class Http2Forwarder : IDisposable
     }
 
     /// <summary>Answers with the proxy error unless the client is gone.</summary>
-    private Task FailAsync(Http2Exchange exchange, ProxyError error) =>
-        exchange.ClientGone ? Task.CompletedTask : RespondErrorAsync(exchange, error);
+    private Task FailAsync(Http2Exchange exchange, ProxyError error, string? detail = null) =>
+        exchange.ClientGone ? Task.CompletedTask : RespondErrorAsync(exchange, error, error.HttpStatus(), error.GrpcStatus(), detail);
 
     /// <summary>One try: the request to one endpoint, until its response headers (or failure).</summary>
-    private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout, TimeSpan? perTryTimeout, int attemptNumber)
+    private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, ClusterModel? cluster, RequestBody? body,
+        TimeSpan connectTimeout, TimeSpan? perTryTimeout, int attemptNumber)
     {
-        var request = BuildRequest(exchange, route, address, body, connectTimeout);
+        var request = BuildRequest(exchange, route, address, cluster, body, connectTimeout);
         if (attemptNumber > 1)
         {
             request.Headers.TryAddWithoutValidation("x-trellis-attempt-count", attemptNumber.ToString(CultureInfo.InvariantCulture));
@@ -342,7 +347,7 @@ internal sealed partial class Http2Forwarder : IDisposable
         }
         catch (HttpRequestException ex)
         {
-            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message);
+            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message) { TlsFailure = TlsFailureOf(ex) };
         }
         catch (IOException ex)
         {
@@ -389,16 +394,37 @@ internal sealed partial class Http2Forwarder : IDisposable
         _ => ProxyError.UpstreamReset, // ResponseEnded, or an I/O failure on an established connection
     };
 
-    private static HttpRequestMessage BuildRequest(Http2Exchange exchange, RouteModel? route, IPEndPoint address, RequestBody? body, TimeSpan connectTimeout)
+    /// <summary>The handshake failure the connect callback reported, if that is why the request failed.</summary>
+    private static string? TlsFailureOf(Exception ex)
+    {
+        for (var e = ex.InnerException; e is not null; e = e.InnerException)
+        {
+            if (e is UpstreamTlsException tls)
+            {
+                return tls.Message;
+            }
+        }
+        return null;
+    }
+
+    private static HttpRequestMessage BuildRequest(Http2Exchange exchange, RouteModel? route, IPEndPoint address, ClusterModel? cluster, RequestBody? body,
+        TimeSpan connectTimeout)
     {
         var http = exchange.Http;
         var path = RouteRewrites.UpstreamPath(route, exchange.Target);
-        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat("http://", address.ToString(), path)))
+        // A TLS cluster's request is https: the connect callback hands the handler an authenticated SslStream (which it
+        // uses as is), and :scheme says https as servers expect on a TLS connection (Kestrel refuses a mismatch).
+        var scheme = cluster?.Tls is null ? "http://" : "https://";
+        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat(scheme, address.ToString(), path)))
         {
             Version = HttpVersion.Version20,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact, // h2c by prior knowledge; SocketsHttpHandler never upgrades http://
         };
         message.Options.Set(ConnectTimeoutKey, connectTimeout);
+        if (cluster?.Tls is not null)
+        {
+            message.Options.Set(ClusterKey, cluster);
+        }
         if (body is not null)
         {
             message.Content = body.CreateContent(http.Request.ContentLength);
@@ -680,14 +706,15 @@ internal sealed partial class Http2Forwarder : IDisposable
     }
 
     private static Task RespondErrorAsync(Http2Exchange exchange, ProxyError error) =>
-        RespondErrorAsync(exchange, error, error.HttpStatus(), error.GrpcStatus());
+        RespondErrorAsync(exchange, error, error.HttpStatus(), error.GrpcStatus(), null);
 
     /// <summary>
     /// The proxy's own answer: for gRPC calls HTTP 200 trailers-only with grpc-status and grpc-message, otherwise
     /// the HTTP status with a text body; both with x-trellis-error naming the error.
     /// </summary>
-    private static async Task RespondErrorAsync(Http2Exchange exchange, ProxyError error, int httpStatus, int grpcStatus)
+    private static async Task RespondErrorAsync(Http2Exchange exchange, ProxyError error, int httpStatus, int grpcStatus, string? detail = null)
     {
+        var message = detail is null ? error.Message() : string.Concat(error.Message(), ": ", detail);
         exchange.Error = error;
         var response = exchange.Http.Response;
         response.Headers.Clear();
@@ -697,13 +724,13 @@ internal sealed partial class Http2Forwarder : IDisposable
             response.StatusCode = 200;
             response.ContentType = GrpcProtocol.ContentType;
             response.Headers[GrpcProtocol.StatusHeader] = GrpcProtocol.StatusString(grpcStatus);
-            response.Headers[GrpcProtocol.MessageHeader] = GrpcProtocol.EncodeMessage(error.Message());
+            response.Headers[GrpcProtocol.MessageHeader] = GrpcProtocol.EncodeMessage(message);
             exchange.GrpcStatus = grpcStatus;
             return;
         }
         response.StatusCode = httpStatus;
         response.ContentType = "text/plain; charset=utf-8";
-        await response.WriteAsync(string.Concat(error.Message(), "\n"), exchange.Http.RequestAborted).ConfigureAwait(false);
+        await response.WriteAsync(string.Concat(message, "\n"), exchange.Http.RequestAborted).ConfigureAwait(false);
     }
 
     /// <summary>The key for ring hash / consistent choice: the route's hash header, cookie or the caller's address.</summary>
@@ -756,7 +783,18 @@ internal sealed partial class Http2Forwarder : IDisposable
         try
         {
             await socket.ConnectAsync(remote, linked.Token).ConfigureAwait(false);
-            return new NetworkStream(socket, ownsSocket: true);
+            if (!context.InitialRequestMessage.Options.TryGetValue(ClusterKey, out var cluster) || cluster.Tls is not { } tls || remote is not IPEndPoint endpoint)
+            {
+                return new NetworkStream(socket, ownsSocket: true);
+            }
+            // The handshake shares the connect timeout; the server must pick h2.
+            var handshake = await UpstreamTls.HandshakeAsync(socket, endpoint, tls, UpstreamTls.H2, requireAlpn: true, cluster.Name, _time, linked.Token)
+                .ConfigureAwait(false);
+            if (handshake.Stream is null && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancellationToken); // the request went away, not the handshake
+            }
+            return handshake.Stream ?? throw new UpstreamTlsException(handshake.Failure!);
         }
         catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -778,6 +816,9 @@ internal sealed partial class Http2Forwarder : IDisposable
         public HttpResponseMessage? Response { get; } = response;
         public ProxyError Error { get; } = error;
         public string? Detail { get; } = detail;
+
+        /// <summary>Why the TLS handshake failed, when that is why the try failed (shown to the client).</summary>
+        public string? TlsFailure { get; init; }
 
         public void Dispose()
         {
