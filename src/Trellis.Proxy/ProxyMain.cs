@@ -1,6 +1,7 @@
 using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Admin;
 using Trellis.Proxy.Http.Http2;
 using Trellis.Proxy.Listeners;

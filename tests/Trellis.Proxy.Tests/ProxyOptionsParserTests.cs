@@ -165,7 +165,7 @@ public sealed class ProxyOptionsParserTests
         Assert.Equal("/etc/web/tls.crt", r.Options!.InboundTlsCert);
         Assert.Equal("/etc/web/tls.key", r.Options.InboundTlsKey);
         var ca = Trellis.Testing.TestCertificates.CreateCa();
-        var tls = new Trellis.Proxy.Listeners.DownstreamTls(Trellis.Testing.TestCertificates.IssueServer(ca, "web"), []);
+        var tls = new Trellis.Proxy.Security.DownstreamTls(Trellis.Testing.TestCertificates.IssueServer(ca, "web"), []);
 
         var targets = ProxyMain.ListenerTargets(r.Options, tls).ToList();
 

@@ -1,3 +1,4 @@
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Listeners;
 using Trellis.Testing;
 using Xunit;

@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging.Abstractions;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Http.Http2;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;

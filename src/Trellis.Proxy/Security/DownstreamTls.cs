@@ -3,7 +3,7 @@ using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Trellis.Proxy.Listeners;
+namespace Trellis.Proxy.Security;
 
 /// <summary>
 /// TLS termination for a listener: its server certificate (with the chain it sends) and the application protocols
