@@ -1,12 +1,12 @@
 using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using Trellis.Proxy.Security;
 using Trellis.Proxy.Admin;
 using Trellis.Proxy.Http.Http2;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.XdsClient;
 
 namespace Trellis.Proxy;

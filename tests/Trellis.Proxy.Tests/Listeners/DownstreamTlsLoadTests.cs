@@ -1,5 +1,5 @@
-using Trellis.Proxy.Security;
 using Trellis.Proxy.Listeners;
+using Trellis.Proxy.Security;
 using Trellis.Testing;
 using Xunit;
 

@@ -5,15 +5,15 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging.Abstractions;
-using Trellis.Proxy.Security;
 using Trellis.Proxy.Http.Http2;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tests.Http2;
-using Trellis.Testing;
 using Trellis.Testing.Apps;
 using Trellis.Testing.Grpc;
+using Trellis.Testing;
 using Xunit;
 
 namespace Trellis.Proxy.Tests.Listeners;
