@@ -11,9 +11,9 @@ using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 using Trellis.Proxy.Security;
 using Trellis.Proxy.Tests.Http2;
+using Trellis.Testing;
 using Trellis.Testing.Apps;
 using Trellis.Testing.Grpc;
-using Trellis.Testing;
 using Xunit;
 
 namespace Trellis.Proxy.Tests.Listeners;
