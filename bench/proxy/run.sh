@@ -41,9 +41,15 @@ dotnet build src/Trellis.Cli -c Release -nologo -v quiet >&2
 TRELLIS="dotnet $ROOT/src/Trellis.Cli/bin/Release/net10.0/trellis.dll"
 
 # Ports: backend 18080 (HTTP/1.1) and 18081 (h2c); nginx 18180/18181; HAProxy 18280/18281; Trellis 18380/18381.
+# TLS termination (HTTPS/1.1 and h2 by ALPN, to the HTTP/1.1 backend): nginx 18182, HAProxy 18282, Trellis 18382
+# (its inbound listener with --inbound-tls-cert), all with one self-signed P-256 certificate made here.
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/tls.key" -out "$OUT/tls.crt" \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 1 2>/dev/null
+cat "$OUT/tls.crt" "$OUT/tls.key" > "$OUT/tls.pem"
 
 cat > "$OUT/backend.conf" <<CONF
 worker_processes 1; daemon off; pid $OUT/backend.pid; error_log $OUT/backend.err warn;
@@ -62,6 +68,8 @@ http {
   upstream backend { server 127.0.0.1:18080; keepalive 128; keepalive_requests 1000000; }
   server { listen 127.0.0.1:18180; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:18181 http2; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18182 ssl http2; ssl_certificate $OUT/tls.crt; ssl_certificate_key $OUT/tls.key;
+           location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 CONF
 cat > "$OUT/haproxy.cfg" <<CONF
@@ -79,6 +87,9 @@ frontend h1
   default_backend be
 frontend h2c
   bind 127.0.0.1:18281 proto h2
+  default_backend be
+frontend tls
+  bind 127.0.0.1:18282 ssl crt $OUT/tls.pem alpn h2,http/1.1
   default_backend be
 backend be
   server b1 127.0.0.1:18080
@@ -112,7 +123,8 @@ YAML
   # The runtime settings `trellis proxy` adds (src/Trellis.Cli/Commands/ProxyCommand.cs).
   DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 DOTNET_SYSTEM_BUFFERS_SHAREDARRAYPOOL_MAXARRAYSPERPARTITION=1024 taskset -c 1 "$OUT/proxy-bin/trellis-proxy" --service loadgen \
     --control-plane 127.0.0.1:18010 --admin 127.0.0.1:18390 --inbound 127.0.0.1:18391 \
-    --upstream bench:80=127.0.0.1:18380 --upstream bench:81=127.0.0.1:18381 >"$OUT/trellis-proxy.log" 2>&1 & pids+=($!)
+    --upstream bench:80=127.0.0.1:18380 --upstream bench:81=127.0.0.1:18381 \
+    --app-port 18080 --inbound 127.0.0.1:18382 --inbound-tls-cert "$OUT/tls.crt" --inbound-tls-key "$OUT/tls.key" >"$OUT/trellis-proxy.log" 2>&1 & pids+=($!)
   PROXY_PID=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:18390/ready >/dev/null && break; sleep 0.1; done
 }
@@ -126,6 +138,9 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else print a[int
 wrk_rps() { taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$1/" | tee -a "$OUT/$2.wrk.txt" | awk '/Requests\/sec/ {print $2}'; }
 # h2load: h2c throughput, $CONNS connections, 10 streams each. Prints req/s.
 h2_rps() { taskset -c 0 h2load -c"$CONNS" -m10 -t1 -D"$DURATION" "http://127.0.0.1:$1/" | tee -a "$OUT/$2.h2load.txt" | awk '/^finished in/ {gsub(/,/,""); print $4}'; }
+# The same two over TLS (the proxy terminates it): wrk HTTPS/1.1 and h2load h2 (ALPN). Print req/s.
+tls_h1_rps() { taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" "https://127.0.0.1:$1/" | tee -a "$OUT/$2.tls-wrk.txt" | awk '/Requests\/sec/ {print $2}'; }
+tls_h2_rps() { taskset -c 0 h2load -c"$CONNS" -m10 -t1 -D"$DURATION" "https://127.0.0.1:$1/" | tee -a "$OUT/$2.tls-h2load.txt" | awk '/^finished in/ {gsub(/,/,""); print $4}'; }
 # h2load --h1 at a fixed rate: per-request latencies from its log; prints "p50 p99" in ms.
 fixed_rate() {
   local log="$OUT/$2.latency.$3.log"
@@ -133,12 +148,12 @@ fixed_rate() {
   awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}'
 }
 
-declare -A ports=([direct]="18080 18081" [nginx]="18180 18181" [haproxy]="18280 18281" [trellis]="18380 18381")
-echo "| target | HTTP/1.1 req/s | h2c req/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | proxy RSS idle MB | RSS under load MB (peak) | proxy CPU % of a core per 1000 req/s |"
-echo "|---|---|---|---|---|---|---|---|"
+declare -A ports=([direct]="18080 18081 -" [nginx]="18180 18181 18182" [haproxy]="18280 18281 18282" [trellis]="18380 18381 18382")
+echo "| target | HTTP/1.1 req/s | h2c req/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | proxy RSS idle MB | RSS under load MB (peak) | proxy CPU % of a core per 1000 req/s | HTTPS/1.1 req/s | h2 over TLS req/s |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for target in direct nginx haproxy trellis; do
   [[ ",$ONLY," == *",$target,"* ]] || continue
-  read -r h1port h2port <<<"${ports[$target]}"
+  read -r h1port h2port tlsport <<<"${ports[$target]}"
   PROXY_PID=""
   case $target in
     nginx) start_nginx ;;
@@ -150,7 +165,7 @@ for target in direct nginx haproxy trellis; do
   idle="-"; [ -n "$PROXY_PID" ] && idle=$(( $(rss_kb "$PROXY_PID") / 1024 ))
   say "$target: warm-up 10 s"
   taskset -c 0 wrk -t1 -c"$CONNS" -d10s "http://127.0.0.1:$h1port/" >/dev/null
-  h1=(); h2=(); p50=(); p99=(); cpu=()
+  h1=(); h2=(); p50=(); p99=(); cpu=(); th1=(); th2=()
   for run in $(seq "$RUNS"); do
     say "$target: run $run/$RUNS"
     t0=""; [ -n "$PROXY_PID" ] && t0=$(cpu_ticks "$PROXY_PID")
@@ -162,10 +177,14 @@ for target in direct nginx haproxy trellis; do
     fi
     h2+=("$(h2_rps "$h2port" "$target")")
     read -r a b <<<"$(fixed_rate "$h1port" "$target" "$run")"; p50+=("$a"); p99+=("$b")
+    if [ "$tlsport" != - ]; then
+      th1+=("$(tls_h1_rps "$tlsport" "$target")")
+      th2+=("$(tls_h2_rps "$tlsport" "$target")")
+    fi
   done
   load="-"; [ -n "$PROXY_PID" ] && load="$(( $(rss_kb "$PROXY_PID") / 1024 )) ($(( $(hwm_kb "$PROXY_PID") / 1024 )))"
   m() { printf '%s\n' "$@" | median; }
-  echo "| $target | $(m "${h1[@]}") | $(m "${h2[@]}") | $(m "${p50[@]}") | $(m "${p99[@]}") | $idle | $load | $( ((${#cpu[@]})) && m "${cpu[@]}" || echo -) |"
+  echo "| $target | $(m "${h1[@]}") | $(m "${h2[@]}") | $(m "${p50[@]}") | $(m "${p99[@]}") | $idle | $load | $( ((${#cpu[@]})) && m "${cpu[@]}" || echo -) | $( ((${#th1[@]})) && m "${th1[@]}" || echo -) | $( ((${#th2[@]})) && m "${th2[@]}" || echo -) |"
   if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; fi
 done
 say "raw output in $OUT"

@@ -45,10 +45,6 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     private const int PhaseBusy = 1;
     private const int PhaseDrained = 2;
 
-    /// <summary>TLS records are at most 16 KiB of plaintext: read one whole record per read.</summary>
-    private static readonly StreamPipeReaderOptions TlsReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true);
-    private static readonly StreamPipeWriterOptions TlsWriterOptions = new(minimumBufferSize: 4096, leaveOpen: true);
-
     private readonly Socket _socket;
     private readonly SslStream? _tls;
     private readonly PipeReader _in;
@@ -105,8 +101,8 @@ internal sealed partial class Http1Connection : IAsyncDisposable
     /// </summary>
     public Http1Connection(Socket socket, SslStream tls, ReadOnlyMemory<byte> prefix, ListenerTarget target, ModelState models, ListenerServices services,
         ILogger logger, TimeSpan idleTimeout, TimeSpan connectTimeoutDefault, CancellationToken draining)
-        : this(socket, tls, PipeReader.Create(prefix.IsEmpty ? tls : new ReplayStream(tls, prefix.Span), TlsReaderOptions),
-            PipeWriter.Create(tls, TlsWriterOptions), target, models, services, logger, idleTimeout, connectTimeoutDefault, draining)
+        : this(socket, tls, TlsPipes.Reader(prefix.IsEmpty ? tls : new ReplayStream(tls, prefix.Span)), TlsPipes.Writer(tls), target, models, services, logger,
+            idleTimeout, connectTimeoutDefault, draining)
     {
     }
 

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using Trellis.Proxy.Model;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tcp;
 
 namespace Trellis.Proxy.Http.Http1;
@@ -11,9 +12,6 @@ namespace Trellis.Proxy.Http.Http1;
 /// <summary>One keep-alive connection to an upstream endpoint, with pipes over its socket (or over its TLS stream).</summary>
 internal sealed class UpstreamConnection : IDisposable
 {
-    /// <summary>Pipe buffers over a TLS stream: a TLS record carries at most 16 KiB.</summary>
-    private const int TlsBufferSize = 16 * 1024;
-
     /// <summary>A plaintext connection: the pipes read and write the socket directly.</summary>
     public UpstreamConnection(Socket socket, IPEndPoint endpoint)
     {
@@ -30,8 +28,8 @@ internal sealed class UpstreamConnection : IDisposable
         Endpoint = endpoint;
         Tls = tls;
         TlsKey = tlsKey;
-        Reader = PipeReader.Create(tls, new StreamPipeReaderOptions(bufferSize: TlsBufferSize, minimumReadSize: 2048, leaveOpen: true));
-        Writer = PipeWriter.Create(tls, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
+        Reader = TlsPipes.Reader(tls);
+        Writer = TlsPipes.Writer(tls);
     }
 
     public Socket Socket { get; }

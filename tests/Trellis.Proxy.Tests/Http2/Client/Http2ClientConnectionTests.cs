@@ -1,10 +1,14 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
 using Trellis.Proxy.Http.Http2.Client;
 using Trellis.Proxy.Http.Http2.Frames;
 using Trellis.Proxy.Http.Http2.Hpack;
+using Trellis.Testing;
 using Trellis.Testing.Apps;
 using Trellis.Testing.Grpc;
 using Xunit;
@@ -30,6 +34,35 @@ public sealed class Http2ClientConnectionTests
         Assert.Equal("alpha", head.Get("x-app"));
         Assert.Equal("alpha", Encoding.UTF8.GetString(body));
         Assert.Equal("HTTP/2", Assert.Single(app.Seen).Protocol);
+    }
+
+    [Fact]
+    public async Task StartAsync_OverTlsWithAlpnH2_GetAndGrpcUnaryWork()
+    {
+        var ca = TestCertificates.CreateCa();
+        await using var app = await TestHttpApp.StartAsync("secure", http2: true, certificate: TestCertificates.IssueServer(ca, "127.0.0.1"));
+        var endpoint = new IPEndPoint(IPAddress.Loopback, app.Port);
+        var ct = Bounded();
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(endpoint, ct);
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false, TestCertificates.TrustOnly(ca));
+        await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "127.0.0.1",
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+        }, ct);
+        await using var connection = await Http2ClientConnection.StartAsync(socket, tls, endpoint, new Http2ClientOptions(), TimeProvider.System, ct);
+
+        using (var get = await connection.OpenStreamAsync([new(":method", "GET"), new(":scheme", "https"), new(":authority", "127.0.0.1"), new(":path", "/tls")],
+            endStream: true, ct))
+        {
+            Assert.Equal(200, (await get.ReadResponseHeadAsync(ct)).Status);
+            Assert.Equal("secure", Encoding.UTF8.GetString(await ReadBodyAsync(get, ct)));
+        }
+        var seen = Assert.Single(app.Seen);
+        Assert.Equal("HTTP/2", seen.Protocol);
+        Assert.NotNull(seen.TlsProtocol);
+        Assert.NotEqual("None", seen.TlsProtocol);
     }
 
     [Fact]

@@ -1,10 +1,13 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Trellis.Proxy.Http.Http2.Frames;
 using Trellis.Proxy.Http.Http2.Hpack;
+using Trellis.Proxy.Security;
 using Trellis.Proxy.Tcp;
 using Trellis.Proxy.Threading;
 
@@ -29,8 +32,9 @@ namespace Trellis.Proxy.Http.Http2.Client;
 internal sealed class Http2ClientConnection : IAsyncDisposable
 {
     private readonly Socket _socket;
-    private readonly SocketReader _reader;
-    private readonly SocketWriter _writer;
+    private readonly SslStream? _tls;
+    private readonly PipeReader _reader;
+    private readonly PipeWriter _writer;
     private readonly Http2ClientOptions _options;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -60,12 +64,14 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     private bool _fieldBlockEndStream;
     private Task _readLoop = Task.CompletedTask;
 
-    private Http2ClientConnection(Socket socket, IPEndPoint endpoint, Http2ClientOptions options, TimeProvider time)
+    private Http2ClientConnection(Socket socket, SslStream? tls, IPEndPoint endpoint, Http2ClientOptions options, TimeProvider time)
     {
         _socket = socket;
+        _tls = tls;
         Endpoint = endpoint;
-        _reader = new SocketReader(socket);
-        _writer = new SocketWriter(socket);
+        // Plaintext reads and writes the socket directly; TLS goes through the stream (16 KiB records).
+        _reader = tls is null ? new SocketReader(socket) : TlsPipes.Reader(tls);
+        _writer = tls is null ? new SocketWriter(socket) : TlsPipes.Writer(tls);
         _options = options;
         _time = time;
         _decoder = new HpackDecoder(HpackDecoder.DefaultTableSize, options.MaxHeaderListSize);
@@ -124,7 +130,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         try
         {
             await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
-            connection = new Http2ClientConnection(socket, endpoint, options, timeProvider);
+            connection = new Http2ClientConnection(socket, null, endpoint, options, timeProvider);
             await connection.StartAsync(linked.Token).ConfigureAwait(false);
             return connection;
         }
@@ -132,6 +138,39 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         {
             await CleanUpAsync(connection, socket).ConfigureAwait(false);
             throw new TimeoutException($"HTTP/2 connection to {endpoint}: no server SETTINGS within {options.ConnectTimeout.TotalMilliseconds} ms of connecting");
+        }
+        catch
+        {
+            await CleanUpAsync(connection, socket).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Starts HTTP/2 on a connection the caller has already made: a connected socket, and the TLS stream over it when
+    /// the caller has completed a handshake that chose h2 (the connection then owns both). Sends the preface and
+    /// waits for the server's SETTINGS as <see cref="ConnectAsync"/> does.
+    /// </summary>
+    public static async Task<Http2ClientConnection> StartAsync(Socket socket, SslStream? tls, IPEndPoint endpoint, Http2ClientOptions options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        options.Validate();
+        using var timeout = new CancellationTokenSource(options.ConnectTimeout, timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var connection = new Http2ClientConnection(socket, tls, endpoint, options, timeProvider);
+        try
+        {
+            await connection.StartAsync(linked.Token).ConfigureAwait(false);
+            return connection;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            await CleanUpAsync(connection, socket).ConfigureAwait(false);
+            throw new TimeoutException($"HTTP/2 connection to {endpoint}: no server SETTINGS within {options.ConnectTimeout.TotalMilliseconds} ms");
         }
         catch
         {
@@ -613,6 +652,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
             // Best effort: the peer may be gone.
         }
         ShutdownSocket();
+        _tls?.Dispose();
         _socket.Dispose();
         _decoder.Dispose();
         ReturnFieldBlock();
