@@ -88,6 +88,12 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
 
     public IPEndPoint Endpoint { get; }
 
+    /// <summary>
+    /// Called (under the connection's lock: only signal, never block or take other locks) each time a stream leaves
+    /// the table, which frees a slot under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    /// </summary>
+    internal Action<Http2ClientConnection>? StreamClosed { get; set; }
+
     /// <summary>Streams open on this connection (request or response not yet finished).</summary>
     public int ActiveStreams
     {
@@ -412,7 +418,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
                 stream.LocalEnded = true;
                 if (stream.RemoteEnded)
                 {
-                    _streams.Remove(stream.Id);
+                    RemoveStreamLocked(stream);
                 }
             }
         }
@@ -563,11 +569,18 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     {
         stream.Failure ??= failure;
         CreditConnectionLocked(stream.DropBufferedLocked());
-        _streams.Remove(stream.Id);
+        RemoveStreamLocked(stream);
         stream.WakeLocked();
     }
 
-    internal void RemoveStreamLocked(Http2ClientStream stream) => _streams.Remove(stream.Id);
+    /// <summary>Takes a finished stream out of the table; a pool waiting for a free stream slot hears of it.</summary>
+    internal void RemoveStreamLocked(Http2ClientStream stream)
+    {
+        if (_streams.Remove(stream.Id))
+        {
+            StreamClosed?.Invoke(this);
+        }
+    }
 
     // ---- Reading --------------------------------------------------------------------------------------------------
 
@@ -695,7 +708,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
                     // The response is complete: its reader keeps it; the rest of the request body is moot.
                     stream.LocalEnded = true;
                     stream.SendStopped = true;
-                    _streams.Remove(stream.Id);
+                    RemoveStreamLocked(stream);
                     stream.WakeLocked();
                     continue;
                 }
@@ -871,7 +884,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
             // The response is complete and the server wants no more of the request body (RFC 9113 section 8.1).
             stream.LocalEnded = true;
             stream.SendStopped = true;
-            _streams.Remove(stream.Id);
+            RemoveStreamLocked(stream);
             stream.WakeLocked();
             return true;
         }
@@ -928,7 +941,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         stream.RemoteEnded = true;
         if (stream.LocalEnded)
         {
-            _streams.Remove(stream.Id);
+            RemoveStreamLocked(stream);
         }
         stream.WakeLocked();
     }
