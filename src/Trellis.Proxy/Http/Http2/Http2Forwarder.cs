@@ -2,12 +2,14 @@ using System.Buffers;
 using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
+using Trellis.Proxy.Http.Http1;
+using Trellis.Proxy.Http.Http2.Client;
+using Trellis.Proxy.Http.Http2.Frames;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 using Trellis.Proxy.Security;
@@ -21,13 +23,12 @@ namespace Trellis.Proxy.Http.Http2;
 /// then try endpoints (retries with backoff while the body is replayable and nothing was sent downstream) and relay
 /// the chosen response: headers, body as it arrives, trailers.
 /// </summary>
-internal sealed partial class Http2Forwarder : IDisposable
+internal sealed partial class Http2Forwarder : IAsyncDisposable
 {
     private const int ResponseBufferSize = 16 * 1024;
-    private static readonly HttpRequestOptionsKey<TimeSpan> ConnectTimeoutKey = new("trellis.connect_timeout");
 
-    /// <summary>The cluster whose endpoint a request goes to: its name and TLS settings reach the connect callback.</summary>
-    private static readonly HttpRequestOptionsKey<ClusterModel> ClusterKey = new("trellis.cluster");
+    /// <summary>Limits of a fixed target (the inbound listener's application): no circuit breaking there.</summary>
+    private static readonly PoolLimits FixedLimits = new(int.MaxValue, int.MaxValue, null, TimeSpan.FromMinutes(1));
 
     /// <summary>Request headers never copied upstream: connection-specific ones, and those the proxy sets itself.</summary>
     private static readonly FrozenSet<string> SkippedRequestHeaders = FrozenSet.Create(StringComparer.OrdinalIgnoreCase,
@@ -45,7 +46,7 @@ internal sealed partial class Http2Forwarder : IDisposable
     private readonly Func<uint> _roll;
     private readonly Http2Metrics _metrics;
     private readonly ILogger _log;
-    private readonly HttpMessageInvoker _upstream;
+    private readonly Http2ConnectionPools _pools;
 
     public Http2Forwarder(ModelState state, ClusterRuntimes clusters, RoutePolicies policies, TimeProvider time,
         Http2FrontendOptions options, Func<uint> roll, Http2Metrics metrics, ILogger log)
@@ -58,18 +59,7 @@ internal sealed partial class Http2Forwarder : IDisposable
         _roll = roll;
         _metrics = metrics;
         _log = log;
-        var handler = new SocketsHttpHandler
-        {
-            UseProxy = false,
-            AllowAutoRedirect = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-            EnableMultipleHttp2Connections = true,
-            PooledConnectionIdleTimeout = options.UpstreamIdleTimeout,
-            ConnectCallback = ConnectAsync,
-            ActivityHeadersPropagator = null, // trace headers pass through as the client sent them
-        };
-        _upstream = new HttpMessageInvoker(handler, disposeHandler: true);
+        _pools = new Http2ConnectionPools(time, new Http2ClientOptions { ConnectTimeout = options.DefaultConnectTimeout }, TimeSpan.FromSeconds(5));
     }
 
     public async Task HandleAsync(HttpContext http)
@@ -233,12 +223,12 @@ internal sealed partial class Http2Forwarder : IDisposable
                 using (attempt)
                 {
                     var latency = _time.GetElapsedTime(started);
-                    if (attempt.Response is { } response)
+                    if (attempt.Head is { } head)
                     {
-                        var status = (int)response.StatusCode;
+                        var status = head.Status;
                         runtime?.OnAttemptEnd(address, status, latency);
                         if (policy is not null
-                            && RoutePolicies.IsRetriable(policy, status, HeaderGrpcStatus(response), ProxyError.None)
+                            && RoutePolicies.IsRetriable(policy, status, ParseGrpcStatus(head.Fields), ProxyError.None)
                             && await TryStartRetryAsync(exchange, runtime, policy, body, retries + 1).ConfigureAwait(false))
                         {
                             avoid = address;
@@ -250,7 +240,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                             await FailAsync(exchange, ProxyError.UpstreamTimeout).ConfigureAwait(false);
                             return;
                         }
-                        await RelayAsync(exchange, route, response).ConfigureAwait(false);
+                        await RelayAsync(exchange, route, attempt.Stream!, head).ConfigureAwait(false);
                         return;
                     }
 
@@ -270,7 +260,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                         retries++;
                         continue;
                     }
-                    await FailAsync(exchange, exchange.TimedOut ? ProxyError.UpstreamTimeout : attempt.Error, exchange.TimedOut ? null : attempt.TlsFailure).ConfigureAwait(false);
+                    await FailAsync(exchange, exchange.TimedOut ? ProxyError.UpstreamTimeout : attempt.Error, exchange.TimedOut ? null : attempt.ClientDetail).ConfigureAwait(false);
                     return;
                 }
             }
@@ -322,36 +312,42 @@ internal sealed partial class Http2Forwarder : IDisposable
     private async Task<UpstreamAttempt> SendAsync(Http2Exchange exchange, RouteModel? route, IPEndPoint address, ClusterModel? cluster, RequestBody? body,
         TimeSpan connectTimeout, TimeSpan? perTryTimeout, int attemptNumber)
     {
-        var request = BuildRequest(exchange, route, address, cluster, body, connectTimeout);
-        if (attemptNumber > 1)
-        {
-            request.Headers.TryAddWithoutValidation("x-trellis-attempt-count", attemptNumber.ToString(CultureInfo.InvariantCulture));
-        }
+        var fields = BuildFields(exchange, route, cluster?.Tls is null ? "http" : "https", attemptNumber);
         var tryCancel = CancellationTokenSource.CreateLinkedTokenSource(exchange.CallToken);
         var perTry = perTryTimeout is { } t && t > TimeSpan.Zero
             ? _time.CreateTimer(static s => CancelQuietly((CancellationTokenSource)s!), tryCancel, t, Timeout.InfiniteTimeSpan)
             : null;
+        Http2ClientStream? stream = null;
         try
         {
-            var response = await _upstream.SendAsync(request, tryCancel.Token).ConfigureAwait(false);
-            return new UpstreamAttempt(request, response, tryCancel, ProxyError.None, null);
+            var pool = cluster is null ? _pools.For(FixedPoolKey(address)) : _pools.For(cluster.Name);
+            var limits = cluster is null ? FixedLimits : Limits(cluster);
+            var lease = await pool.OpenStreamAsync(address, cluster?.Tls, limits, connectTimeout, fields, endStream: body is null, tryCancel.Token)
+                .ConfigureAwait(false);
+            if (lease.Stream is null)
+            {
+                return new UpstreamAttempt(null, null, tryCancel, lease.Error, lease.Detail) { ClientDetail = lease.ClientDetail };
+            }
+            stream = lease.Stream;
+            if (body is not null)
+            {
+                // The body streams up while the response is awaited (bidirectional gRPC needs both at once).
+                _ = body.SendAsync(stream, tryCancel.Token);
+            }
+            var head = await stream.ReadResponseHeadAsync(tryCancel.Token).ConfigureAwait(false);
+            return new UpstreamAttempt(stream, head, tryCancel, ProxyError.None, null);
         }
         catch (OperationCanceledException ex)
         {
-            // The client went away, the call's deadline or this try's timeout passed (our token fired), or the
-            // upstream reset the stream with CANCEL (SocketsHttpHandler reports that as a cancellation too).
+            // The client went away, or the call's deadline or this try's timeout passed (our token fired).
             var error = exchange.ClientGone ? ProxyError.None
                 : tryCancel.IsCancellationRequested ? ProxyError.UpstreamTimeout
                 : ProxyError.UpstreamReset;
-            return new UpstreamAttempt(request, null, tryCancel, error, ex.Message);
+            return new UpstreamAttempt(stream, null, tryCancel, error, ex.Message);
         }
-        catch (HttpRequestException ex)
+        catch (Exception ex) when (ex is Http2StreamException or IOException or SocketException)
         {
-            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message) { TlsFailure = TlsFailureOf(ex) };
-        }
-        catch (IOException ex)
-        {
-            return new UpstreamAttempt(request, null, tryCancel, Classify(ex), ex.Message);
+            return new UpstreamAttempt(stream, null, tryCancel, Classify(ex), ex.Message);
         }
         finally
         {
@@ -359,6 +355,12 @@ internal sealed partial class Http2Forwarder : IDisposable
             perTry?.Dispose();
         }
     }
+
+    private static string FixedPoolKey(IPEndPoint address) => string.Concat("fixed ", address.ToString());
+
+    /// <summary>The cluster's connection limits (its circuit breakers and HTTP protocol options).</summary>
+    private static PoolLimits Limits(ClusterModel cluster) =>
+        new(cluster.CircuitBreakers.MaxConnections, cluster.CircuitBreakers.MaxPendingRequests, cluster.MaxRequestsPerConnection, cluster.IdleTimeout);
 
     private static void CancelQuietly(CancellationTokenSource source)
     {
@@ -372,65 +374,35 @@ internal sealed partial class Http2Forwarder : IDisposable
     }
 
     /// <summary>
-    /// What an upstream failure means: could not connect, malformed HTTP/2 (for instance an HTTP/1.1-only server),
-    /// or the upstream broke off an exchange under way (reset stream, closed connection).
+    /// What an upstream failure means: malformed HTTP/2 (PROTOCOL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR: for
+    /// instance an HTTP/1.1-only server), or the upstream broke off an exchange under way (a reset stream, including a
+    /// refused one, or a closed connection).
     /// </summary>
     internal static ProxyError Classify(Exception failure) => failure switch
     {
-        HttpRequestException request => Classify(request.HttpRequestError, request.InnerException as HttpProtocolException),
-        HttpProtocolException protocol => Classify(protocol.HttpRequestError, protocol),
-        HttpIOException io => Classify(io.HttpRequestError, null),
+        Http2StreamException { ErrorCode: Http2ErrorCode.ProtocolError or Http2ErrorCode.FrameSizeError or Http2ErrorCode.CompressionError } => ProxyError.UpstreamProtocolError,
         _ => ProxyError.UpstreamReset,
     };
 
-    private static ProxyError Classify(HttpRequestError error, HttpProtocolException? protocol) => error switch
-    {
-        HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError
-            or HttpRequestError.SecureConnectionError or HttpRequestError.ProxyTunnelError => ProxyError.UpstreamConnectFailure,
-        // PROTOCOL_ERROR, FRAME_SIZE_ERROR and COMPRESSION_ERROR mean malformed frames; other codes are resets.
-        HttpRequestError.HttpProtocolError => protocol is { ErrorCode: 0x1 or 0x6 or 0x9 } ? ProxyError.UpstreamProtocolError : ProxyError.UpstreamReset,
-        HttpRequestError.InvalidResponse or HttpRequestError.VersionNegotiationError
-            or HttpRequestError.ConfigurationLimitExceeded or HttpRequestError.ExtendedConnectNotSupported => ProxyError.UpstreamProtocolError,
-        _ => ProxyError.UpstreamReset, // ResponseEnded, or an I/O failure on an established connection
-    };
-
-    /// <summary>The handshake failure the connect callback reported, if that is why the request failed.</summary>
-    private static string? TlsFailureOf(Exception ex)
-    {
-        for (var e = ex.InnerException; e is not null; e = e.InnerException)
-        {
-            if (e is UpstreamTlsException tls)
-            {
-                return tls.Message;
-            }
-        }
-        return null;
-    }
-
-    private static HttpRequestMessage BuildRequest(Http2Exchange exchange, RouteModel? route, IPEndPoint address, ClusterModel? cluster, RequestBody? body,
-        TimeSpan connectTimeout)
+    /// <summary>
+    /// The request head for the upstream: pseudo-headers (:authority from the route's host rewrite or the caller's,
+    /// :path after the route's rewrite), then the caller's fields except connection-specific ones and those the
+    /// route removes or replaces, the route's additions, the attempt count on retries, and for gRPC what is left of
+    /// the caller's deadline. Names are lower case, as HTTP/2 requires.
+    /// </summary>
+    private static List<Http2HeaderField> BuildFields(Http2Exchange exchange, RouteModel? route, string scheme, int attemptNumber)
     {
         var http = exchange.Http;
-        var path = RouteRewrites.UpstreamPath(route, exchange.Target);
-        // A TLS cluster's request is https: the connect callback hands the handler an authenticated SslStream (which it
-        // uses as is), and :scheme says https as servers expect on a TLS connection (Kestrel refuses a mismatch).
-        var scheme = cluster?.Tls is null ? "http://" : "https://";
-        var message = new HttpRequestMessage(HttpMethod.Parse(exchange.Method), new Uri(string.Concat(scheme, address.ToString(), path)))
+        var headers = http.Request.Headers;
+        var fields = new List<Http2HeaderField>(headers.Count + 6)
         {
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact, // h2c by prior knowledge; SocketsHttpHandler never upgrades http://
+            new(":method", exchange.Method),
+            new(":scheme", scheme),
+            new(":authority", route?.HostRewrite ?? exchange.Authority),
+            new(":path", RouteRewrites.UpstreamPath(route, exchange.Target)),
         };
-        message.Options.Set(ConnectTimeoutKey, connectTimeout);
-        if (cluster?.Tls is not null)
-        {
-            message.Options.Set(ClusterKey, cluster);
-        }
-        if (body is not null)
-        {
-            message.Content = body.CreateContent(http.Request.ContentLength);
-        }
         var remaining = exchange.IsGrpc ? exchange.Remaining : null;
-        foreach (var header in http.Request.Headers)
+        foreach (var header in headers)
         {
             var name = header.Key;
             if (name.Length == 0 || name[0] == ':' || SkippedRequestHeaders.Contains(name))
@@ -442,7 +414,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                 // The only TE allowed in HTTP/2; gRPC servers require it.
                 if (header.Value.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase))
                 {
-                    message.Headers.TryAddWithoutValidation("te", "trailers");
+                    fields.Add(new("te", "trailers"));
                 }
                 continue;
             }
@@ -451,26 +423,56 @@ internal sealed partial class Http2Forwarder : IDisposable
             {
                 continue;
             }
-            AddRequestHeader(message, name, header.Value);
+            AddFields(fields, name, header.Value);
+        }
+        if (http.Request.ContentLength is long length)
+        {
+            fields.Add(new("content-length", length.ToString(CultureInfo.InvariantCulture)));
         }
         if (route is not null)
         {
             foreach (var add in route.RequestHeadersToAdd)
             {
-                AddRequestHeader(message, add.Name, add.Value);
+                fields.Add(new(LowerCase(add.Name), add.Value));
             }
         }
-        var authority = route?.HostRewrite ?? exchange.Authority;
-        if (authority.Length > 0)
+        if (attemptNumber > 1)
         {
-            message.Headers.TryAddWithoutValidation("host", authority);
+            fields.Add(new("x-trellis-attempt-count", attemptNumber.ToString(CultureInfo.InvariantCulture)));
         }
         if (remaining is { } left)
         {
             // What is left of the caller's deadline, so the application stops when the proxy gives up.
-            message.Headers.TryAddWithoutValidation(GrpcProtocol.TimeoutHeader, GrpcProtocol.FormatTimeout(left));
+            fields.Add(new(GrpcProtocol.TimeoutHeader, GrpcProtocol.FormatTimeout(left)));
         }
-        return message;
+        return fields;
+    }
+
+    private static void AddFields(List<Http2HeaderField> fields, string name, StringValues values)
+    {
+        name = LowerCase(name);
+        if (values.Count == 1)
+        {
+            fields.Add(new(name, values.ToString()));
+            return;
+        }
+        foreach (var value in values)
+        {
+            fields.Add(new(name, value ?? ""));
+        }
+    }
+
+    /// <summary>The name in lower case (names that already are, which is every name an HTTP/2 client sends, are not copied).</summary>
+    private static string LowerCase(string name)
+    {
+        foreach (var c in name)
+        {
+            if (char.IsAsciiLetterUpper(c))
+            {
+                return name.ToLowerInvariant();
+            }
+        }
+        return name;
     }
 
     /// <summary>A request header the route removes, or sets (replacing what the client sent).</summary>
@@ -512,14 +514,25 @@ internal sealed partial class Http2Forwarder : IDisposable
     }
 
     /// <summary>Relays the upstream response: status and headers, the body as it arrives, then trailers.</summary>
-    private async Task RelayAsync(Http2Exchange exchange, RouteModel? route, HttpResponseMessage upstream)
+    private async Task RelayAsync(Http2Exchange exchange, RouteModel? route, Http2ClientStream upstream, Http2ResponseHead head)
     {
         var http = exchange.Http;
         var response = http.Response;
-        var status = (int)upstream.StatusCode;
+        var status = head.Status;
         response.StatusCode = status;
-        CopyHeaders(upstream.Headers, response.Headers);
-        CopyHeaders(upstream.Content.Headers, response.Headers);
+        long? contentLength = null;
+        foreach (var field in head.Fields)
+        {
+            if (SkippedResponseHeaders.Contains(field.Name))
+            {
+                continue;
+            }
+            if (contentLength is null && field.Name == "content-length" && long.TryParse(field.Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            {
+                contentLength = n;
+            }
+            response.Headers.Append(field.Name, field.Value);
+        }
         if (route is not null)
         {
             ApplyResponseMutations(route, response.Headers);
@@ -527,32 +540,26 @@ internal sealed partial class Http2Forwarder : IDisposable
         if (exchange.IsGrpc)
         {
             // Trailers-only answers carry grpc-status in the headers.
-            exchange.GrpcStatus = HeaderGrpcStatus(upstream) ?? (status == 200 ? null : GrpcProtocol.StatusFromHttp(status));
+            exchange.GrpcStatus = ParseGrpcStatus(head.Fields) ?? (status == 200 ? null : GrpcProtocol.StatusFromHttp(status));
+        }
+        if (head.EndStream)
+        {
+            return;
         }
 
         // A body of known small length gets a buffer its size: hundreds of concurrent streams each renting 16 KiB
         // outran the shared pool, and those buffers were most of the bytes allocated per request.
-        var buffer = ArrayPool<byte>.Shared.Rent(upstream.Content.Headers.ContentLength is long length and >= 0 and < ResponseBufferSize
+        var buffer = ArrayPool<byte>.Shared.Rent(contentLength is long length and >= 0 and < ResponseBufferSize
             ? (int)Math.Max(length, 1)
             : ResponseBufferSize);
         try
         {
-            Stream source;
-            try
-            {
-                source = await upstream.Content.ReadAsStreamAsync(exchange.CallToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException)
-            {
-                await FailMidResponseAsync(exchange, ex).ConfigureAwait(false);
-                return;
-            }
             while (true)
             {
                 int read;
                 try
                 {
-                    var pending = source.ReadAsync(buffer, exchange.CallToken);
+                    var pending = upstream.ReadDataAsync(buffer, exchange.CallToken);
                     if (!pending.IsCompleted && !response.HasStarted)
                     {
                         // Nothing to send yet (a stream that has not produced its first message): headers go out now.
@@ -560,7 +567,7 @@ internal sealed partial class Http2Forwarder : IDisposable
                     }
                     read = await pending.ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpRequestException)
+                catch (Exception ex) when (ex is OperationCanceledException or IOException or Http2StreamException)
                 {
                     await FailMidResponseAsync(exchange, ex).ConfigureAwait(false);
                     return;
@@ -577,12 +584,11 @@ internal sealed partial class Http2Forwarder : IDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        var trailers = upstream.TrailingHeaders;
-        if (trailers.NonValidated.Count > 0 && response.SupportsTrailers())
+        if (upstream.Trailers is { Count: > 0 } trailers && response.SupportsTrailers())
         {
-            foreach (var trailer in trailers.NonValidated)
+            foreach (var trailer in trailers)
             {
-                response.AppendTrailer(trailer.Key, ToStringValues(trailer.Value));
+                response.AppendTrailer(trailer.Name, trailer.Value);
             }
             if (exchange.IsGrpc && ParseGrpcStatus(trailers) is { } trailerStatus)
             {
@@ -624,32 +630,6 @@ internal sealed partial class Http2Forwarder : IDisposable
         exchange.Http.Abort();
     }
 
-    private static void CopyHeaders(HttpHeaders from, IHeaderDictionary to)
-    {
-        foreach (var header in from.NonValidated)
-        {
-            if (!SkippedResponseHeaders.Contains(header.Key))
-            {
-                to[header.Key] = ToStringValues(header.Value);
-            }
-        }
-    }
-
-    private static StringValues ToStringValues(HeaderStringValues values)
-    {
-        if (values.Count == 1)
-        {
-            return values.ToString();
-        }
-        var all = new string[values.Count];
-        var i = 0;
-        foreach (var value in values)
-        {
-            all[i++] = value;
-        }
-        return all;
-    }
-
     private static void ApplyResponseMutations(RouteModel route, IHeaderDictionary headers)
     {
         foreach (var name in route.ResponseHeadersToRemove)
@@ -669,11 +649,9 @@ internal sealed partial class Http2Forwarder : IDisposable
         }
     }
 
-    private static int? HeaderGrpcStatus(HttpResponseMessage response) => ParseGrpcStatus(response.Headers);
-
-    private static int? ParseGrpcStatus(HttpHeaders headers) =>
-        headers.NonValidated.TryGetValues(GrpcProtocol.StatusHeader, out var values)
-        && int.TryParse(values.ToString(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var status)
+    private static int? ParseGrpcStatus(IReadOnlyList<Http2HeaderField> fields) =>
+        Http2HeaderFields.Get(fields, GrpcProtocol.StatusHeader) is { } value
+        && int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var status)
             ? status
             : null;
 
@@ -766,64 +744,23 @@ internal sealed partial class Http2Forwarder : IDisposable
         return hash;
     }
 
-    /// <summary>Upstream connect with the cluster's connect timeout (SocketsHttpHandler's own is handler-wide).</summary>
-    private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
-    {
-        var timeout = context.InitialRequestMessage.Options.TryGetValue(ConnectTimeoutKey, out var t) && t > TimeSpan.Zero
-            ? t
-            : _options.DefaultConnectTimeout;
-        var host = context.DnsEndPoint.Host.Trim('[', ']');
-        EndPoint remote = IPAddress.TryParse(host, out var ip) ? new IPEndPoint(ip, context.DnsEndPoint.Port) : context.DnsEndPoint;
-        var socket = ip is null
-            ? new Socket(SocketType.Stream, ProtocolType.Tcp)
-            : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        socket.NoDelay = true;
-        using var timer = new CancellationTokenSource(timeout, _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
-        try
-        {
-            await socket.ConnectAsync(remote, linked.Token).ConfigureAwait(false);
-            if (!context.InitialRequestMessage.Options.TryGetValue(ClusterKey, out var cluster) || cluster.Tls is not { } tls || remote is not IPEndPoint endpoint)
-            {
-                return new NetworkStream(socket, ownsSocket: true);
-            }
-            // The handshake shares the connect timeout; the server must pick h2.
-            var handshake = await UpstreamTls.HandshakeAsync(socket, endpoint, tls, UpstreamTls.H2, requireAlpn: true, cluster.Name, _time, linked.Token)
-                .ConfigureAwait(false);
-            if (handshake.Stream is null && cancellationToken.IsCancellationRequested)
-            {
-                throw new OperationCanceledException(cancellationToken); // the request went away, not the handshake
-            }
-            return handshake.Stream ?? throw new UpstreamTlsException(handshake.Failure!);
-        }
-        catch (OperationCanceledException) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            socket.Dispose();
-            throw new SocketException((int)SocketError.TimedOut);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+    public ValueTask DisposeAsync() => _pools.DisposeAsync();
 
-    public void Dispose() => _upstream.Dispose();
-
-    /// <summary>One try's request, response (null when it failed) and cancellation, disposed together.</summary>
-    private sealed class UpstreamAttempt(HttpRequestMessage request, HttpResponseMessage? response, CancellationTokenSource cancel, ProxyError error, string? detail) : IDisposable
+    /// <summary>One try's stream and response head (null when it failed) and cancellation, disposed together.</summary>
+    private sealed class UpstreamAttempt(Http2ClientStream? stream, Http2ResponseHead? head, CancellationTokenSource cancel, ProxyError error, string? detail) : IDisposable
     {
-        public HttpResponseMessage? Response { get; } = response;
+        public Http2ClientStream? Stream { get; } = stream;
+        public Http2ResponseHead? Head { get; } = head;
         public ProxyError Error { get; } = error;
         public string? Detail { get; } = detail;
 
-        /// <summary>Why the TLS handshake failed, when that is why the try failed (shown to the client).</summary>
-        public string? TlsFailure { get; init; }
+        /// <summary>The reason shown to the client (why a TLS handshake failed), when there is one worth showing.</summary>
+        public string? ClientDetail { get; init; }
 
         public void Dispose()
         {
-            Response?.Dispose();
-            request.Dispose();
+            // Resets the stream if it is unfinished (the response was not relayed to its end).
+            Stream?.Dispose();
             cancel.Dispose();
         }
     }

@@ -184,7 +184,7 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
             await server.StopAsync(timeout.Token).ConfigureAwait(false);
             server.Dispose();
         }
-        _forwarder.Dispose();
+        await _forwarder.DisposeAsync().ConfigureAwait(false);
         if (_ownsMetrics)
         {
             _metrics.Dispose();

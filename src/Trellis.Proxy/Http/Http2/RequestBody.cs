@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net;
+using Trellis.Proxy.Http.Http2.Client;
 
 namespace Trellis.Proxy.Http.Http2;
 
@@ -43,10 +43,12 @@ internal sealed class RequestBody : IAsyncDisposable
         }
     }
 
-    /// <summary>Content for one try; <paramref name="length"/> is the downstream content-length, if any.</summary>
-    public HttpContent CreateContent(long? length) => new Content(this, length);
-
-    private Task SendAsync(Stream destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends the body of one try into <paramref name="destination"/>: the downstream body as it arrives (each read
+    /// goes out at once), or the kept copy when an earlier try failed; the last DATA frame ends the request. The
+    /// task is kept so that <see cref="DisposeAsync"/> can wait for it.
+    /// </summary>
+    public Task SendAsync(Http2ClientStream destination, CancellationToken cancellationToken)
     {
         var pump = Volatile.Read(ref _state) switch
         {
@@ -58,15 +60,12 @@ internal sealed class RequestBody : IAsyncDisposable
         return pump;
     }
 
-    private async Task ReplayAsync(Stream destination, CancellationToken cancellationToken)
+    private async Task ReplayAsync(Http2ClientStream destination, CancellationToken cancellationToken)
     {
-        if (_copied > 0)
-        {
-            await destination.WriteAsync(_copy.AsMemory(0, _copied), cancellationToken).ConfigureAwait(false);
-        }
+        await destination.WriteDataAsync(_copy.AsMemory(0, _copied), endStream: true, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task StreamAsync(Stream destination, CancellationToken cancellationToken)
+    private async Task StreamAsync(Http2ClientStream destination, CancellationToken cancellationToken)
     {
         Volatile.Write(ref _state, Streaming);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
@@ -78,18 +77,14 @@ internal sealed class RequestBody : IAsyncDisposable
             foreach (var segment in buffer)
             {
                 Keep(segment.Span);
-                await destination.WriteAsync(segment, token).ConfigureAwait(false);
+                await destination.WriteDataAsync(segment, endStream: false, token).ConfigureAwait(false);
             }
             _source.AdvanceTo(buffer.End);
             if (result.IsCompleted)
             {
                 Volatile.Write(ref _state, Complete);
+                await destination.WriteDataAsync(ReadOnlyMemory<byte>.Empty, endStream: true, token).ConfigureAwait(false);
                 return;
-            }
-            if (!buffer.IsEmpty)
-            {
-                // Each gRPC message goes out now, not when a buffer fills.
-                await destination.FlushAsync(token).ConfigureAwait(false);
             }
         }
     }
@@ -134,7 +129,7 @@ internal sealed class RequestBody : IAsyncDisposable
         {
             await _pump.ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException or Http2StreamException)
         {
         }
         catch (Microsoft.AspNetCore.Http.BadHttpRequestException)
@@ -143,30 +138,5 @@ internal sealed class RequestBody : IAsyncDisposable
         _stop.Dispose();
         _copied = 0;
         Release();
-    }
-
-    /// <summary>The body of one try: copies (or replays) the downstream body into the upstream request stream.</summary>
-    private sealed class Content : HttpContent
-    {
-        private readonly RequestBody _body;
-        private readonly long? _length;
-
-        public Content(RequestBody body, long? length)
-        {
-            _body = body;
-            _length = length;
-        }
-
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-            _body.SendAsync(stream, CancellationToken.None);
-
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken) =>
-            _body.SendAsync(stream, cancellationToken);
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = _length ?? 0;
-            return _length.HasValue;
-        }
     }
 }

@@ -7,10 +7,15 @@ using Trellis.Proxy.Security;
 
 namespace Trellis.Proxy.Http.Http2.Client;
 
-/// <summary>A stream opened upstream, or why none was: the error the proxy answers with and, when known, the reason.</summary>
+/// <summary>
+/// A stream opened upstream, or why none was: the error the proxy answers with, the reason (for logs) and, when it is
+/// worth telling the client (a failed TLS handshake: an untrusted or misnamed certificate), the reason for it.
+/// </summary>
 internal readonly record struct Http2StreamLease(Http2ClientStream? Stream, ProxyError Error, string? Detail)
 {
-    public static Http2StreamLease Failed(ProxyError error, string? detail) => new(null, error, detail);
+    public string? ClientDetail { get; init; }
+
+    public static Http2StreamLease Failed(ProxyError error, string? detail, string? clientDetail = null) => new(null, error, detail) { ClientDetail = clientDetail };
 }
 
 /// <summary>
@@ -162,7 +167,7 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
             }
             if (connect)
             {
-                var (entry, failure) = await ConnectAsync(endpoint, tls, connectTimeout, ct).ConfigureAwait(false);
+                var (entry, failure, tlsFailure) = await ConnectAsync(endpoint, tls, connectTimeout, ct).ConfigureAwait(false);
                 lock (_lock)
                 {
                     _connecting.Remove(endpoint);
@@ -174,7 +179,7 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
                 Signal();
                 if (entry is null)
                 {
-                    return Http2StreamLease.Failed(ProxyError.UpstreamConnectFailure, failure);
+                    return Http2StreamLease.Failed(ProxyError.UpstreamConnectFailure, failure, tlsFailure ? failure : null);
                 }
                 continue;
             }
@@ -243,7 +248,7 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
         return best;
     }
 
-    private async Task<(Entry? Entry, string? Failure)> ConnectAsync(IPEndPoint endpoint, UpstreamTlsModel? tls, TimeSpan connectTimeout, CancellationToken ct)
+    private async Task<(Entry? Entry, string? Failure, bool TlsFailure)> ConnectAsync(IPEndPoint endpoint, UpstreamTlsModel? tls, TimeSpan connectTimeout, CancellationToken ct)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var timeout = new CancellationTokenSource(connectTimeout, _time);
@@ -255,7 +260,7 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
         catch (Exception ex) when (ex is SocketException || (ex is OperationCanceledException && timeout.IsCancellationRequested && !ct.IsCancellationRequested))
         {
             socket.Dispose();
-            return (null, ex is SocketException s ? $"connect to {endpoint} failed: {s.Message}" : $"connect to {endpoint}: no answer within {connectTimeout.TotalSeconds:0.###} s");
+            return (null, ex is SocketException s ? $"connect to {endpoint} failed: {s.Message}" : $"connect to {endpoint}: no answer within {connectTimeout.TotalSeconds:0.###} s", false);
         }
         catch
         {
@@ -270,7 +275,7 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
             if (handshake.Stream is null)
             {
                 ct.ThrowIfCancellationRequested();
-                return (null, handshake.Failure);
+                return (null, handshake.Failure, true);
             }
             stream = handshake.Stream;
         }
@@ -281,12 +286,12 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
             // A connection that closes (GOAWAY, error) may leave room under max_connections for a waiting request.
             _ = connection.Closed.ContinueWith(static (_, pool) => ((Http2ClusterPool)pool!).Signal(), this, CancellationToken.None,
                 TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return (new Entry(connection, endpoint, tls?.Key, _time.GetTimestamp()), null);
+            return (new Entry(connection, endpoint, tls?.Key, _time.GetTimestamp()), null, false);
         }
         catch (Exception ex) when (ex is IOException or SocketException or TimeoutException or Http2StreamException
             || (ex is OperationCanceledException && timeout.IsCancellationRequested && !ct.IsCancellationRequested))
         {
-            return (null, $"HTTP/2 connection to {endpoint} failed: {ex.Message}");
+            return (null, $"HTTP/2 connection to {endpoint} failed: {ex.Message}", false);
         }
     }
 
