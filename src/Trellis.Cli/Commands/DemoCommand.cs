@@ -26,7 +26,7 @@ internal static class DemoCommand
         var data = new Option<string>("--data") { Description = "Folder for the demo's store", DefaultValueFactory = _ => Path.Combine(defaults.DataDirectory, "demo") };
         var grpc = new Option<string>("--grpc-address") { Description = "xDS (gRPC) listen address", DefaultValueFactory = _ => defaults.GrpcAddress };
         var http = new Option<string>("--http-address") { Description = "REST API listen address", DefaultValueFactory = _ => defaults.HttpAddress };
-        var duration = new Option<string?>("--duration") { Description = "Stop after this long (e.g. 20s); runs until Ctrl-C when not given" };
+        var duration = new Option<string?>("--duration") { Description = "Send traffic for this long once the mesh is up (e.g. 20s), then stop; runs until Ctrl-C when not given" };
         var rate = new Option<int>("--rate") { Description = "Requests per second the sample caller sends", DefaultValueFactory = _ => 20 };
         var cmd = new Command("demo", "Run a control plane with sample services and a caller, all talking through their sidecars");
         foreach (var o in new Option[] { data, grpc, http, duration, rate })
@@ -44,17 +44,13 @@ internal static class DemoCommand
                 }
                 limit = parsed;
             }
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            if (limit is { } l)
-            {
-                stop.CancelAfter(l);
-            }
-            return await RunDemoAsync(parse.GetValue(data)!, parse.GetValue(grpc)!, parse.GetValue(http)!, Math.Clamp(parse.GetValue(rate), 1, 1000), stop.Token).ConfigureAwait(false);
+            return await RunDemoAsync(parse.GetValue(data)!, parse.GetValue(grpc)!, parse.GetValue(http)!, Math.Clamp(parse.GetValue(rate), 1, 1000), limit, ct).ConfigureAwait(false);
         }));
         return cmd;
     }
 
-    private static async Task<int> RunDemoAsync(string dataDir, string grpcAddress, string httpAddress, int rate, CancellationToken ct)
+    /// <param name="limit">How long traffic runs once everything is up (a slow start-up does not eat into it); null: until Ctrl-C.</param>
+    private static async Task<int> RunDemoAsync(string dataDir, string grpcAddress, string httpAddress, int rate, TimeSpan? limit, CancellationToken ct)
     {
         var options = new ControlPlaneOptions { DataDirectory = dataDir, GrpcAddress = grpcAddress, HttpAddress = httpAddress };
         Step($"starting the control plane (store sqlite:{Path.Combine(dataDir, "trellis.db")}, xDS {grpcAddress}, REST http://{httpAddress})");
@@ -94,16 +90,17 @@ internal static class DemoCommand
             ids.Add(reg!["id"]!.GetValue<string>());
         }
         using var heartbeats = new PeriodicTimer(TimeSpan.FromSeconds(3));
+        using var running = CancellationTokenSource.CreateLinkedTokenSource(ct); // heartbeats stop with the traffic
         var heartbeatLoop = Task.Run(async () =>
         {
-            while (await heartbeats.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            while (await heartbeats.WaitForNextTickAsync(running.Token).ConfigureAwait(false))
             {
                 foreach (var id in ids)
                 {
-                    await api.SendAsync(HttpMethod.Put, $"api/v1/registrations/{id}/heartbeat?namespace=demo", null, ct).ConfigureAwait(false);
+                    await api.SendAsync(HttpMethod.Put, $"api/v1/registrations/{id}/heartbeat?namespace=demo", null, running.Token).ConfigureAwait(false);
                 }
             }
-        }, ct);
+        }, running.Token);
 
         Step("starting the caller \"web\" and its sidecar: web calls greeter.demo:8080 through 127.0.0.1 on its sidecar's port");
         await using var callerSidecar = await DemoSidecar.StartAsync("web", "demo", grpcAddress, logs, null, "greeter.demo:8080", ct).ConfigureAwait(false);
@@ -120,7 +117,15 @@ internal static class DemoCommand
         Console.WriteLine($"Press Ctrl-C to stop.");
         Console.WriteLine();
 
-        await SendTrafficAsync(target, rate, ct).ConfigureAwait(false);
+        using (var traffic = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            if (limit is { } l)
+            {
+                traffic.CancelAfter(l);
+            }
+            await SendTrafficAsync(target, rate, traffic.Token).ConfigureAwait(false);
+        }
+        await running.CancelAsync().ConfigureAwait(false);
 
         Step("stopping: sidecars drain and exit, instances deregister");
         using var cleanup = new CancellationTokenSource(TimeSpan.FromSeconds(5));

@@ -527,9 +527,17 @@ public sealed class PolicyTests
         await using var slow = await TestHttpApp.StartAsync("slow");
         await using var fast = await TestHttpApp.StartAsync("fast");
         slow.ResponseDelay = TimeSpan.FromMilliseconds(40);
+        using var http = new HttpClient();
+        // Each app's first answer (code compiled on first use) can take longer than the slow one's delay on a busy
+        // machine: peak EWMA would then hold that peak against the fast app. Warm both up directly first.
+        foreach (var app in new[] { slow, fast })
+        {
+            using var warm = await http.GetAsync($"http://127.0.0.1:{app.Port}/");
+        }
+        slow.Seen.Clear();
+        fast.Seen.Clear();
         var (mesh, web, url) = await StartAsync(LoadBalancer("algorithm: Ewma"), slow, fast);
         await using var _ = mesh;
-        using var http = new HttpClient();
 
         var bodies = await SequenceAsync(http, url, 60);
 
