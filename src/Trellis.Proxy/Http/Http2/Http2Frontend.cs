@@ -36,8 +36,8 @@ internal sealed record Http2FrontendOptions
 
 /// <summary>
 /// HTTP/2 (h2c, gRPC) for the proxy's listeners: Kestrel's HTTP/2 server running on a transport of handed-over
-/// sockets (it binds no port), with every request routed and forwarded by <see cref="Http2Forwarder"/> over a
-/// shared SocketsHttpHandler. One instance per proxy process; Kestrel starts on the first connection (or
+/// sockets (it binds no port), with every request routed and forwarded by <see cref="Http2Forwarder"/> over the
+/// proxy's own HTTP/2 client connections (<see cref="Client.Http2ClusterPool"/>). One instance per proxy process; Kestrel starts on the first connection (or
 /// <see cref="StartAsync"/>). Each request reads the model current at its start, so route changes apply to the
 /// next request of a long-lived connection.
 /// </summary>
