@@ -196,7 +196,9 @@ public sealed partial class ExplicitListener : IAsyncDisposable
                 }
                 catch (Exception ex) when (ex is AuthenticationException or IOException or OperationCanceledException)
                 {
-                    var reason = ex is OperationCanceledException ? $"no complete handshake within {TlsHandshakeTimeout.TotalSeconds:0.###} s" : ex.Message;
+                    var reason = ex is not OperationCanceledException ? ex.Message
+                        : _stop.IsCancellationRequested ? "the listener is stopping"
+                        : $"no complete handshake within {TlsHandshakeTimeout.TotalSeconds:0.###} s";
                     ProxyMetrics.RecordDownstreamTlsHandshake(_target.Name, "failed", _services.Time.GetElapsedTime(started));
                     Log.TlsHandshakeFailed(_logger, _target.Name, SafeRemote(client), reason);
                     return;
