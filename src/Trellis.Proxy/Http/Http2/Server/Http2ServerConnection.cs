@@ -63,8 +63,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private Http2FrameReader _frameReader;
     private Http2PeerSettings _peer = Http2PeerSettings.Default;
     private Http2FlowWindow _sendWindow = new(Http2Limits.DefaultInitialWindowSize);
-    private Http2FlowWindow _receiveWindow;
-    private int _receiveUnacked;
+    private Http2ReceiveWindow _receiveWindow;
     private bool _prefaceReceived;
     private bool _settingsReceived;
     private int _lastStreamId;
@@ -90,10 +89,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private ITimer? _drainTimer;
     private ITimer? _closeTimer;
     private byte[] _fieldBytes = new byte[256];
-    private byte[]? _fieldBlock;
-    private int _fieldBlockLength;
-    private int _fieldBlockStreamId;
-    private bool _fieldBlockEndStream;
+    private Http2FieldBlock _fieldBlock;
     private byte[]? _lastAuthorityBytes;
     private string _lastAuthority = "";
 
@@ -108,7 +104,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         _time = time;
         _log = log ?? NullLogger.Instance;
         _decoder = new HpackDecoder(HpackDecoder.DefaultTableSize, options.MaxHeaderListSize);
-        _receiveWindow = new Http2FlowWindow(options.ConnectionWindowSize);
+        _receiveWindow = new Http2ReceiveWindow(options.ConnectionWindowSize);
         _resetWindowStart = time.GetTimestamp();
     }
 
@@ -214,11 +210,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         lock (Sync)
         {
             _decoder.Dispose();
-            if (_fieldBlock is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_fieldBlock);
-                _fieldBlock = null;
-            }
+            _fieldBlock.Release();
         }
         await _reader.CompleteAsync().ConfigureAwait(false);
         _finished.TrySetResult();
@@ -405,8 +397,8 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             for (var i = 0; i < fields.Count; i++)
             {
                 var (name, value) = fields[i];
-                var nameLength = ToLatin1(name, 0);
-                var valueLength = ToLatin1(value, nameLength);
+                var nameLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, name, 0);
+                var valueLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, value, nameLength);
                 var nameBytes = _fieldBytes.AsSpan(0, nameLength);
                 Debug.Assert(Http2HeaderValidation.IsValidName(nameBytes) && !Http2HeaderValidation.IsPseudo(nameBytes),
                     $"response field name '{name}' must be a lower-case token (no pseudo-headers)");
@@ -448,43 +440,22 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         _queuedTotal += _pending.WrittenCount - before;
     }
 
-    /// <summary>Writes <paramref name="text"/> as Latin-1 into the field scratch at <paramref name="at"/>; its length.</summary>
-    private int ToLatin1(string text, int at)
-    {
-        var needed = at + text.Length;
-        if (_fieldBytes.Length < needed)
-        {
-            Array.Resize(ref _fieldBytes, Math.Max(needed, _fieldBytes.Length * 2));
-        }
-        return Encoding.Latin1.GetBytes(text, _fieldBytes.AsSpan(at));
-    }
-
     /// <summary>Counts bytes the handler took (or that were dropped) against the connection's receive window and
     /// queues a WINDOW_UPDATE once half the window is used; true when one was queued.</summary>
-    internal bool CreditConnectionLocked(int bytes)
-    {
-        _receiveUnacked += bytes;
-        if (_receiveUnacked < _options.ConnectionWindowSize / 2 || _failure is not null)
-        {
-            return false;
-        }
-        Http2FrameWriter.WindowUpdate(_control, 0, _receiveUnacked);
-        _receiveWindow.TryGrow(_receiveUnacked);
-        _receiveUnacked = 0;
-        return true;
-    }
+    internal bool CreditConnectionLocked(int bytes) =>
+        _failure is null && QueueWindowUpdateLocked(0, _receiveWindow.Credit(bytes, _options.ConnectionWindowSize / 2));
 
-    internal bool CreditStreamLocked(Http2ServerStream stream, int bytes)
+    internal bool CreditStreamLocked(Http2ServerStream stream, int bytes) =>
+        !stream.RemoteEnded && stream.Failure is null
+        && QueueWindowUpdateLocked(stream.Id, stream.ReceiveWindow.Credit(bytes, _options.InitialStreamWindowSize / 2));
+
+    private bool QueueWindowUpdateLocked(int streamId, int increment)
     {
-        stream.ReceiveUnacked += bytes;
-        if (stream.RemoteEnded || stream.Failure is not null || stream.ReceiveUnacked < _options.InitialStreamWindowSize / 2)
+        if (increment > 0)
         {
-            return false;
+            Http2FrameWriter.WindowUpdate(_control, streamId, increment);
         }
-        Http2FrameWriter.WindowUpdate(_control, stream.Id, stream.ReceiveUnacked);
-        stream.ReceiveWindow.TryGrow(stream.ReceiveUnacked);
-        stream.ReceiveUnacked = 0;
-        return true;
+        return increment > 0;
     }
 
     // ---- Stream lifecycle -----------------------------------------------------------------------------------------
@@ -1132,16 +1103,14 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         {
             return OnFieldBlock(frame.StreamId, frame.Payload.FirstSpan, frame.EndStream, out error);
         }
-        _fieldBlockLength = 0;
-        _fieldBlockStreamId = frame.StreamId;
-        _fieldBlockEndStream = frame.EndStream;
+        _fieldBlock.Start(frame.StreamId, frame.EndStream);
         return AppendFieldBlock(frame, out error)
-            && (!frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.AsSpan(0, _fieldBlockLength), _fieldBlockEndStream, out error));
+            && (!frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.Bytes, _fieldBlock.EndStream, out error));
     }
 
     private bool OnContinuation(in Http2Frame frame, out Http2Error error) =>
         AppendFieldBlock(frame, out error)
-        && (!frame.EndHeaders || OnFieldBlock(_fieldBlockStreamId, _fieldBlock.AsSpan(0, _fieldBlockLength), _fieldBlockEndStream, out error));
+        && (!frame.EndHeaders || OnFieldBlock(_fieldBlock.StreamId, _fieldBlock.Bytes, _fieldBlock.EndStream, out error));
 
     /// <summary>The most bytes of one encoded field block (HEADERS + CONTINUATION): it must be decoded whole to keep
     /// HPACK in step, so a larger one (a CONTINUATION flood) ends the connection.</summary>
@@ -1150,26 +1119,9 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private bool AppendFieldBlock(in Http2Frame frame, out Http2Error error)
     {
         error = default;
-        var length = (int)frame.Payload.Length;
-        var needed = _fieldBlockLength + length;
-        if (needed > FieldBlockLimit)
-        {
-            return ConnectionError(out error, Http2ErrorCode.CompressionError,
+        return _fieldBlock.TryAppend(frame.Payload, FieldBlockLimit)
+            || ConnectionError(out error, Http2ErrorCode.CompressionError,
                 $"the field block on stream {frame.StreamId} is over {FieldBlockLimit} bytes (twice SETTINGS_MAX_HEADER_LIST_SIZE {_options.MaxHeaderListSize} + a frame); it is not decoded, so HPACK state is lost");
-        }
-        if (_fieldBlock is null || _fieldBlock.Length < needed)
-        {
-            var grown = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 4096));
-            if (_fieldBlock is not null)
-            {
-                _fieldBlock.AsSpan(0, _fieldBlockLength).CopyTo(grown);
-                ArrayPool<byte>.Shared.Return(_fieldBlock);
-            }
-            _fieldBlock = grown;
-        }
-        frame.Payload.CopyTo(_fieldBlock.AsSpan(_fieldBlockLength));
-        _fieldBlockLength = needed;
-        return true;
     }
 
     /// <summary>A complete field block: a new request, request trailers, or one to decode and drop.</summary>
@@ -1299,7 +1251,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private bool DecodeAndDrop(ReadOnlySpan<byte> block, int streamId, out Http2Error error)
     {
         error = default;
-        var discard = default(DiscardSink);
+        var discard = default(HpackDiscardSink);
         return _decoder.Decode(block, ref discard) != HpackStatus.CompressionError
             || ConnectionError(out error, Http2ErrorCode.CompressionError, $"HEADERS on stream {streamId}: {_decoder.LastError}");
     }
@@ -1534,13 +1486,6 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
                 return;
             }
             Fields.Add(new Http2HeaderField(Encoding.Latin1.GetString(name), Encoding.Latin1.GetString(value)));
-        }
-    }
-
-    private struct DiscardSink : IHpackSink
-    {
-        public readonly void OnHeader(int staticNameIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
-        {
         }
     }
 

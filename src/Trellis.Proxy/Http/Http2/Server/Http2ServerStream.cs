@@ -46,7 +46,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
         _connection = connection;
         Id = id;
         SendWindow = new Http2FlowWindow(sendWindow);
-        ReceiveWindow = new Http2FlowWindow(receiveWindow);
+        ReceiveWindow = new Http2ReceiveWindow(receiveWindow);
     }
 
     public int Id { get; }
@@ -112,9 +112,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
 
     // State below is guarded by the connection's Sync lock.
     internal Http2FlowWindow SendWindow;
-    internal Http2FlowWindow ReceiveWindow;
-
-    internal int ReceiveUnacked { get; set; }
+    internal Http2ReceiveWindow ReceiveWindow;
 
     internal long BodyReceived { get; set; }
 
@@ -226,7 +224,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 }
                 return n;
             }
-            await WaitAsync(wait, _readSignal, cancellationToken).ConfigureAwait(false);
+            await Http2Signal.WaitAsync(wait, _readSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -321,7 +319,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
             }
             if (windowClosed)
             {
-                await WaitAsync(wait, _writeSignal, cancellationToken).ConfigureAwait(false);
+                await Http2Signal.WaitAsync(wait, _writeSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
                 continue;
             }
             await CommitAsync(target).ConfigureAwait(false);
@@ -443,33 +441,6 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
         }
     }
 
-    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
-    private async ValueTask WaitAsync(ValueTask signal, Http2Signal which, CancellationToken cancellationToken)
-    {
-        if (!cancellationToken.CanBeCanceled)
-        {
-            await signal.ConfigureAwait(false);
-            return;
-        }
-        // The callback only wakes the waiter; it then sees the token cancelled and resets the stream.
-        var registration = cancellationToken.UnsafeRegister(static state =>
-        {
-            var (stream, signal) = ((Http2ServerStream, Http2Signal))state!;
-            lock (stream._connection.Sync)
-            {
-                signal.Set();
-            }
-        }, (this, which));
-        try
-        {
-            await signal.ConfigureAwait(false);
-        }
-        finally
-        {
-            await registration.DisposeAsync().ConfigureAwait(false);
-        }
-    }
-
     // ---- Called by the connection under its Sync lock -----------------------------------------------------------
 
     internal void WakeReaderLocked() => _readSignal.Set();
@@ -501,27 +472,8 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
     /// <summary>Keeps a regular request field (bytes copied into a pooled buffer).</summary>
     internal void AddFieldLocked(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
     {
-        var needed = _fieldBytesUsed + name.Length + value.Length;
-        if (_fieldBytes is null || _fieldBytes.Length < needed)
-        {
-            var grown = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 512));
-            if (_fieldBytes is not null)
-            {
-                _fieldBytes.AsSpan(0, _fieldBytesUsed).CopyTo(grown);
-                ArrayPool<byte>.Shared.Return(_fieldBytes);
-            }
-            _fieldBytes = grown;
-        }
-        if (_fieldOffsets is null || _fieldOffsets.Length < 4 * (_fieldCount + 1))
-        {
-            var grown = ArrayPool<int>.Shared.Rent(Math.Max(4 * (_fieldCount + 1), 64));
-            if (_fieldOffsets is not null)
-            {
-                _fieldOffsets.AsSpan(0, 4 * _fieldCount).CopyTo(grown);
-                ArrayPool<int>.Shared.Return(_fieldOffsets);
-            }
-            _fieldOffsets = grown;
-        }
+        PooledArrays.Grow(ref _fieldBytes, _fieldBytesUsed, _fieldBytesUsed + name.Length + value.Length, 512);
+        PooledArrays.Grow(ref _fieldOffsets, 4 * _fieldCount, 4 * (_fieldCount + 1), 64);
         var at = 4 * _fieldCount;
         _fieldOffsets[at] = _fieldBytesUsed;
         _fieldOffsets[at + 1] = name.Length;
@@ -542,23 +494,12 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
         {
             return;
         }
-        var buffered = _bodyEnd - _bodyStart;
         if (_body is null || _body.Length - _bodyEnd < length)
         {
-            if (_body is not null && _body.Length >= buffered + length)
-            {
-                _body.AsSpan(_bodyStart, buffered).CopyTo(_body);
-            }
-            else
-            {
-                var grown = ArrayPool<byte>.Shared.Rent(Math.Max(buffered + length, 4096));
-                _body?.AsSpan(_bodyStart, buffered).CopyTo(grown);
-                if (_body is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(_body);
-                }
-                _body = grown;
-            }
+            // Move what is unread to the front, growing the buffer when that does not make room.
+            var buffered = _bodyEnd - _bodyStart;
+            _body?.AsSpan(_bodyStart, buffered).CopyTo(_body);
+            PooledArrays.Grow(ref _body, buffered, buffered + length, 4096);
             _bodyStart = 0;
             _bodyEnd = buffered;
         }
