@@ -631,32 +631,37 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         {
             _closeTimer = _time.CreateTimer(static s => ((Http2ServerConnection)s!).AbortTransport(), this, _options.CloseTimeout, Timeout.InfiniteTimeSpan);
         }
-        Task? idle = null;
-        bool flusher;
-        lock (Sync)
+        // Send what is queued (waiting for a flush under way), then close sending in the same locked step, so no
+        // writer can start a send the shutdown would cut.
+        while (true)
         {
-            if (_flushing)
-            {
-                idle = (_flushIdle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-            }
-            flusher = BeginFlushLocked();
-        }
-        if (idle is not null)
-        {
-            await idle.ConfigureAwait(false);
+            Task? idle = null;
+            var flusher = false;
             lock (Sync)
             {
-                flusher = BeginFlushLocked();
+                if (_flushing)
+                {
+                    idle = (_flushIdle ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                }
+                else if (!BeginFlushLocked())
+                {
+                    _sendClosed = true;
+                    WakeFlushWaitersLocked();
+                    break;
+                }
+                else
+                {
+                    flusher = true;
+                }
             }
-        }
-        if (flusher)
-        {
-            await FlushLoopAsync().ConfigureAwait(false);
-        }
-        lock (Sync)
-        {
-            _sendClosed = true;
-            WakeFlushWaitersLocked();
+            if (flusher)
+            {
+                await FlushLoopAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                await idle!.ConfigureAwait(false);
+            }
         }
         try
         {
@@ -1440,7 +1445,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
                     Authority = _connection.AuthorityString(value);
                     break;
                 case Http2PseudoHeader.Path:
-                    Path = Encoding.Latin1.GetString(value);
+                    Path = value is [(byte)'/'] ? "/" : Encoding.Latin1.GetString(value);
                     break;
                 default:
                     Protocol = Encoding.Latin1.GetString(value);

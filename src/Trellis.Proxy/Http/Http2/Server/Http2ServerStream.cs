@@ -30,8 +30,9 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
     private const int MaxWriteChunk = 64 * 1024;
 
     private readonly Http2ServerConnection _connection;
-    private readonly Http2Signal _readSignal = new();
-    private readonly Http2Signal _writeSignal = new();
+    // Made on the first wait: a request served without waiting never needs them.
+    private Http2Signal? _readSignal;
+    private Http2Signal? _writeSignal;
     private byte[]? _body;
     private int _bodyStart;
     private int _bodyEnd;
@@ -213,7 +214,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 }
                 else
                 {
-                    wait = _readSignal.Arm();
+                    wait = (_readSignal ??= new()).Arm();
                 }
             }
             if (n > 0)
@@ -224,7 +225,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 }
                 return n;
             }
-            await Http2Signal.WaitAsync(wait, _readSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
+            await Http2Signal.WaitAsync(wait, _readSignal!, _connection.Sync, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -303,7 +304,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 }
                 if (windowClosed)
                 {
-                    wait = _writeSignal.Arm();
+                    wait = (_writeSignal ??= new()).Arm();
                 }
                 else
                 {
@@ -319,7 +320,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
             }
             if (windowClosed)
             {
-                await Http2Signal.WaitAsync(wait, _writeSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
+                await Http2Signal.WaitAsync(wait, _writeSignal!, _connection.Sync, cancellationToken).ConfigureAwait(false);
                 continue;
             }
             await CommitAsync(target).ConfigureAwait(false);
@@ -413,7 +414,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 else if (_connection.IsFlushingLocked)
                 {
                     FlushTarget = target;
-                    wait = _writeSignal.Arm();
+                    wait = (_writeSignal ??= new()).Arm();
                     _connection.AddFlushWaiterLocked(this);
                 }
                 else
@@ -443,16 +444,16 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
 
     // ---- Called by the connection under its Sync lock -----------------------------------------------------------
 
-    internal void WakeReaderLocked() => _readSignal.Set();
+    internal void WakeReaderLocked() => _readSignal?.Set();
 
-    internal void WakeWriterLocked() => _writeSignal.Set();
+    internal void WakeWriterLocked() => _writeSignal?.Set();
 
     /// <summary>Fails the stream's waits and cancels <see cref="Aborted"/> (off the lock, on the thread pool).</summary>
     internal void AbortLocked(Http2StreamException failure)
     {
         Failure ??= failure;
-        _readSignal.Set();
-        _writeSignal.Set();
+        _readSignal?.Set();
+        _writeSignal?.Set();
         if (_aborted is { } aborted)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static cts =>
