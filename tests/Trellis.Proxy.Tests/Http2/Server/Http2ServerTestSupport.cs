@@ -351,6 +351,8 @@ internal sealed class RawH2Client : IAsyncDisposable
         await _socket.SendAsync(output.WrittenMemory, SocketFlags.None);
     }
 
+    public async Task SendRawAsync(ReadOnlyMemory<byte> bytes) => await _socket.SendAsync(bytes, SocketFlags.None);
+
     /// <summary>A request field block (pseudo-headers first) from this client's encoder (keeps HPACK in step).</summary>
     public byte[] Block(params (string Name, string Value)[] fields)
     {

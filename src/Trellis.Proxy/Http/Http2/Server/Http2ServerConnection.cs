@@ -88,12 +88,20 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private ITimer? _idleTimer;
     private ITimer? _drainTimer;
     private ITimer? _closeTimer;
+    private ITimer? _keepAliveTimer;
+    private long _lastReceived;
+    private long _pingSentAt;
+    private bool _pingOutstanding;
+    private bool _heardSincePing;
     private byte[] _fieldBytes = new byte[256];
     private Http2FieldBlock _fieldBlock;
     private byte[]? _lastAuthorityBytes;
     private string _lastAuthority = "";
 
     private const int ClosedMemory = 64;
+
+    /// <summary>The payload of our keepalive PINGs ("TRELLIS" and a 1).</summary>
+    private const ulong KeepAlivePingData = 0x5452_454C_4C49_5301;
 
     private Http2ServerConnection(Socket? socket, Stream? stream, PipeReader reader, Http2ServerOptions options, TimeProvider time, ILogger? log)
     {
@@ -172,6 +180,12 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             {
                 _idleTimer = _time.CreateTimer(static s => ((Http2ServerConnection)s!).OnIdleTimer(), this, _options.IdleTimeout, Timeout.InfiniteTimeSpan);
             }
+            _lastReceived = _time.GetTimestamp();
+            if (_options.KeepAlivePingDelay != Timeout.InfiniteTimeSpan)
+            {
+                var period = _options.KeepAlivePingTimeout < _options.KeepAlivePingDelay ? _options.KeepAlivePingTimeout : _options.KeepAlivePingDelay;
+                _keepAliveTimer = _time.CreateTimer(static s => ((Http2ServerConnection)s!).OnKeepAliveTimer(), this, period, period);
+            }
             flusher = BeginFlushLocked();
         }
         if (flusher)
@@ -206,6 +220,7 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         _idleTimer?.Dispose();
         _drainTimer?.Dispose();
         _closeTimer?.Dispose();
+        _keepAliveTimer?.Dispose();
         await _handlersDone.Task.ConfigureAwait(false);
         lock (Sync)
         {
@@ -714,6 +729,46 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Keepalive: a PING after <see cref="Http2ServerOptions.KeepAlivePingDelay"/> of silence; the connection
+    /// closes when the client then stays silent for <see cref="Http2ServerOptions.KeepAlivePingTimeout"/>.</summary>
+    private void OnKeepAliveTimer()
+    {
+        var gone = false;
+        lock (Sync)
+        {
+            if (_failure is not null)
+            {
+                return;
+            }
+            var now = _time.GetTimestamp();
+            if (_pingOutstanding && _heardSincePing)
+            {
+                _pingOutstanding = false;
+            }
+            if (_pingOutstanding)
+            {
+                if (_time.GetElapsedTime(_pingSentAt, now) >= _options.KeepAlivePingTimeout)
+                {
+                    FailLocked(Http2ErrorCode.NoError, $"keepalive: nothing from the client within {_options.KeepAlivePingTimeout.TotalSeconds:0.###} s of a PING", sendGoAway: true);
+                    gone = true;
+                }
+            }
+            else if (_time.GetElapsedTime(_lastReceived, now) >= _options.KeepAlivePingDelay)
+            {
+                Http2FrameWriter.Ping(_control, ack: false, KeepAlivePingData);
+                _pingSentAt = now;
+                _pingOutstanding = true;
+                _heardSincePing = false;
+                ScheduleFlushLocked();
+            }
+        }
+        if (gone)
+        {
+            // The client does not answer: no point waiting for it to close.
+            AbortTransport();
+        }
+    }
+
     private void Drain()
     {
         lock (Sync)
@@ -809,9 +864,10 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         {
             var result = await _reader.ReadAsync().ConfigureAwait(false);
             var buffer = result.Buffer;
-            bool flusher;
             lock (Sync)
             {
+                _lastReceived = _time.GetTimestamp();
+                _heardSincePing = true;
                 if (_failure is null)
                 {
                     ReadFramesLocked(ref buffer, result.IsCompleted);
@@ -821,13 +877,11 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
                     // Closing: what the client still sends is read and dropped, so our GOAWAY is not lost to a reset.
                     buffer = buffer.Slice(buffer.End);
                 }
-                flusher = BeginFlushLocked();
+                // Answers go out from the thread pool: the read loop never waits for the socket, so it keeps reading
+                // (and counting what a peer that does not read makes us queue).
+                ScheduleFlushLocked();
             }
             _reader.AdvanceTo(buffer.Start, buffer.End);
-            if (flusher)
-            {
-                await FlushLoopAsync().ConfigureAwait(false);
-            }
             if (result.IsCompleted || result.IsCanceled)
             {
                 return;

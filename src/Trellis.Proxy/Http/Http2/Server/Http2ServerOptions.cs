@@ -39,6 +39,14 @@ internal sealed class Http2ServerOptions
     /// before the connection is dropped.</summary>
     public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Keepalive: when nothing has arrived from the client for this long, a PING is sent.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> (the default) sends none.</summary>
+    public TimeSpan KeepAlivePingDelay { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>Keepalive: a client that sends nothing (not even the PING's ACK) this long after a keepalive PING is
+    /// taken for gone, and the connection is closed.</summary>
+    public TimeSpan KeepAlivePingTimeout { get; init; } = TimeSpan.FromSeconds(20);
+
     /// <summary>Rapid-reset guard: streams a client may reset (RST_STREAM before the response ended) within
     /// <see cref="ResetWindow"/>; one more is a connection error ENHANCE_YOUR_CALM.</summary>
     public int MaxResetsPerWindow { get; init; } = 200;
@@ -77,6 +85,8 @@ internal sealed class Http2ServerOptions
         CheckTime(DrainTimeout, nameof(DrainTimeout));
         CheckTime(CloseTimeout, nameof(CloseTimeout));
         CheckTime(ResetWindow, nameof(ResetWindow));
+        CheckTime(KeepAlivePingDelay, nameof(KeepAlivePingDelay));
+        CheckTime(KeepAlivePingTimeout, nameof(KeepAlivePingTimeout));
     }
 
     private static void CheckTime(TimeSpan value, string name)
