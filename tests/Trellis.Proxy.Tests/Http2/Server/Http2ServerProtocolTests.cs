@@ -456,4 +456,25 @@ public sealed class Http2ServerProtocolTests
         var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.NoError);
         Assert.Contains("idle", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task IdleTimeout_AfterAStream_CountsFromItsEnd()
+    {
+        var time = new TimerWatchingTimeProvider(DateTimeOffset.UnixEpoch);
+        await using var server = new TestH2Server(H2Handlers.HelloAsync, new Http2ServerOptions { IdleTimeout = TimeSpan.FromSeconds(30) }, time);
+        await using var client = await RawH2Client.ConnectAsync(server.Port);
+        await time.NextTimerAsync();
+
+        time.Advance(TimeSpan.FromSeconds(20));
+        await AssertGetWorksAsync(client, 1, "/busy");
+        await Eventually.WaitAsync(() => server.Connections.Single().IsQuiet, "the connection to be quiet after its stream");
+        time.Advance(TimeSpan.FromSeconds(29));
+        await client.SendAsync(w => Http2FrameWriter.Ping(w, ack: false, 1UL));
+        var alive = await client.ReadUntilAsync(f => f.Type is Http2FrameType.Ping or Http2FrameType.GoAway);
+        Assert.Equal(Http2FrameType.Ping, alive?.Type);
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.NoError);
+        Assert.Contains("idle", goAway.GoAwayDebug, StringComparison.Ordinal);
+    }
 }

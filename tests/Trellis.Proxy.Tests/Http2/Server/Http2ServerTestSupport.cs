@@ -73,6 +73,18 @@ internal sealed class TestH2Server : IAsyncDisposable
         }
     }
 
+    /// <summary>The connections accepted so far.</summary>
+    public Http2ServerConnection[] Connections
+    {
+        get
+        {
+            lock (_connections)
+            {
+                return [.. _connections];
+            }
+        }
+    }
+
     /// <summary>Completes when every connection accepted so far has ended (RunAsync returned).</summary>
     public Task AllRunsEnded()
     {

@@ -86,6 +86,8 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     private long _resetWindowStart;
     private int _resetCount;
     private ITimer? _idleTimer;
+    private bool _idleArmed;
+    private long _quietSince;
     private ITimer? _drainTimer;
     private ITimer? _closeTimer;
     private ITimer? _keepAliveTimer;
@@ -127,6 +129,18 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             lock (Sync)
             {
                 return _streams.Count;
+            }
+        }
+    }
+
+    /// <summary>No stream open and no handler running (what the idle timeout counts).</summary>
+    public bool IsQuiet
+    {
+        get
+        {
+            lock (Sync)
+            {
+                return _streams.Count == 0 && _runningHandlers <= 1;
             }
         }
     }
@@ -178,6 +192,8 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             WriteServerPrefaceLocked();
             if (_options.IdleTimeout != Timeout.InfiniteTimeSpan)
             {
+                _quietSince = _time.GetTimestamp();
+                _idleArmed = true;
                 _idleTimer = _time.CreateTimer(static s => ((Http2ServerConnection)s!).OnIdleTimer(), this, _options.IdleTimeout, Timeout.InfiniteTimeSpan);
             }
             _lastReceived = _time.GetTimestamp();
@@ -591,7 +607,13 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             FailLocked(Http2ErrorCode.NoError, "the client sent GOAWAY and every stream finished", sendGoAway: false);
             return;
         }
-        _idleTimer?.Change(_options.IdleTimeout, Timeout.InfiniteTimeSpan);
+        // The timer stays armed across busy periods; when it fires it checks how long the connection has been quiet.
+        _quietSince = _time.GetTimestamp();
+        if (_idleTimer is not null && !_idleArmed)
+        {
+            _idleArmed = true;
+            _idleTimer.Change(_options.IdleTimeout, Timeout.InfiniteTimeSpan);
+        }
     }
 
     /// <summary>
@@ -722,10 +744,20 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
     {
         lock (Sync)
         {
-            if (_streams.Count == 0 && _runningHandlers == 1 && _failure is null)
+            _idleArmed = false;
+            if (_streams.Count != 0 || _runningHandlers != 1 || _failure is not null)
             {
-                FailLocked(Http2ErrorCode.NoError, $"idle: no stream for {_options.IdleTimeout.TotalSeconds:0.###} s", sendGoAway: true);
+                // Busy: the quiet period that follows arms the timer again.
+                return;
             }
+            var quiet = _time.GetElapsedTime(_quietSince);
+            if (quiet < _options.IdleTimeout)
+            {
+                _idleArmed = true;
+                _idleTimer!.Change(_options.IdleTimeout - quiet, Timeout.InfiniteTimeSpan);
+                return;
+            }
+            FailLocked(Http2ErrorCode.NoError, $"idle: no stream for {_options.IdleTimeout.TotalSeconds:0.###} s", sendGoAway: true);
         }
     }
 
@@ -1259,7 +1291,6 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         stream.RemoteEnded = endStream;
         _streams.Add(streamId, stream);
         _runningHandlers++;
-        _idleTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         ThreadPool.UnsafeQueueUserWorkItem(stream, preferLocal: false);
         return true;
     }

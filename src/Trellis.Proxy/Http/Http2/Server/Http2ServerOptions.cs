@@ -49,7 +49,7 @@ internal sealed class Http2ServerOptions
 
     /// <summary>Rapid-reset guard: streams a client may reset (RST_STREAM before the response ended) within
     /// <see cref="ResetWindow"/>; one more is a connection error ENHANCE_YOUR_CALM.</summary>
-    public int MaxResetsPerWindow { get; init; } = 200;
+    public int MaxResetsPerWindow { get; init; } = 1000;
 
     /// <summary>The window <see cref="MaxResetsPerWindow"/> counts in.</summary>
     public TimeSpan ResetWindow { get; init; } = TimeSpan.FromSeconds(10);
