@@ -122,6 +122,29 @@ public sealed partial class Http2ServerRealClientTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public async Task HttpClient_16ParallelLargeResponses_AllArriveWhole()
+    {
+        var body = new byte[2 * 1024 * 1024];
+        Random.Shared.NextBytes(body);
+        await using var server = new TestH2Server(async stream =>
+        {
+            await stream.WriteResponseHeadAsync(200, [new("content-length", body.Length.ToString())], endStream: false);
+            // Many writers at once: the connection's queued output stays bounded and every writer gets its turn.
+            for (var at = 0; at < body.Length; at += 100_000)
+            {
+                var n = Math.Min(100_000, body.Length - at);
+                await stream.WriteDataAsync(body.AsMemory(at, n), endStream: at + n == body.Length);
+            }
+        });
+        using var client = H2cClient();
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => client.GetByteArrayAsync(server.Url($"/big{i}")))).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.All(responses, r => Assert.True(r.AsSpan().SequenceEqual(body), "a response body differs from what the handler wrote"));
+        Assert.Equal(1, server.Accepted);
+    }
+
+    [Fact]
     public async Task H2load_2000RequestsOver4Connections_AllSucceed()
     {
         if (Tools.FindOnPath("h2load") is not { } h2load)

@@ -102,6 +102,13 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
 
     private const int ClosedMemory = 64;
 
+    /// <summary>Body writers wait while this much output is queued behind a flush under way (bounds memory per
+    /// connection when many streams write at once).</summary>
+    private const int MaxQueuedOutput = 256 * 1024;
+
+    /// <summary>An output buffer grown larger than this by a burst is dropped after its send.</summary>
+    private const int MaxRetainedBuffer = 256 * 1024;
+
     /// <summary>The payload of our keepalive PINGs ("TRELLIS" and a 1).</summary>
     private const ulong KeepAlivePingData = 0x5452_454C_4C49_5301;
 
@@ -371,6 +378,10 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
             lock (Sync)
             {
                 _flushedTotal = _takenTotal;
+                if (_sending.Capacity > MaxRetainedBuffer)
+                {
+                    _sending = new ArrayBufferWriter<byte>(4096);
+                }
                 WakeFlushWaitersLocked();
             }
         }
@@ -386,6 +397,14 @@ internal sealed partial class Http2ServerConnection : IAsyncDisposable
         }
         await _stream!.WriteAsync(output).ConfigureAwait(false);
         await _stream.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Too much output is queued behind a flush under way: a body writer should wait until
+    /// <paramref name="target"/> (everything queued now) is sent before queueing more.</summary>
+    internal bool OutputBackloggedLocked(out long target)
+    {
+        target = _queuedTotal;
+        return _pending.WrittenCount >= MaxQueuedOutput && IsFlushingLocked;
     }
 
     internal void AddFlushWaiterLocked(Http2ServerStream stream)

@@ -271,7 +271,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
             ValueTask wait = default;
             long target = 0;
             var done = false;
-            var windowClosed = false;
+            var mustWait = false;
             lock (_connection.Sync)
             {
                 ThrowIfCannotWriteLocked();
@@ -288,12 +288,20 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                 {
                     return;
                 }
-                if (!data.IsEmpty)
+                if (!data.IsEmpty && _connection.OutputBackloggedLocked(out var backlog))
+                {
+                    // Let the flush under way catch up before queueing more.
+                    FlushTarget = backlog;
+                    _connection.AddFlushWaiterLocked(this);
+                    mustWait = true;
+                }
+                if (!data.IsEmpty && !mustWait)
                 {
                     var available = Math.Min(SendWindow.Available, _connection.SendWindowAvailableLocked);
                     if (available <= 0)
                     {
-                        windowClosed = true;
+                        // Both windows must be open: wait for WINDOW_UPDATE (or SETTINGS).
+                        mustWait = true;
                     }
                     else
                     {
@@ -302,7 +310,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                         _connection.ConsumeSendWindowLocked(n);
                     }
                 }
-                if (windowClosed)
+                if (mustWait)
                 {
                     wait = (_writeSignal ??= new()).Arm();
                 }
@@ -318,7 +326,7 @@ internal sealed class Http2ServerStream : IThreadPoolWorkItem, IDisposable
                     done = data.IsEmpty;
                 }
             }
-            if (windowClosed)
+            if (mustWait)
             {
                 await Http2Signal.WaitAsync(wait, _writeSignal!, _connection.Sync, cancellationToken).ConfigureAwait(false);
                 continue;
