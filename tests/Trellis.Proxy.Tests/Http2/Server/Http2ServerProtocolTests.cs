@@ -477,4 +477,36 @@ public sealed class Http2ServerProtocolTests
         var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.NoError);
         Assert.Contains("idle", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ExtendedConnect_Enabled_AnnouncedAndProtocolReachesHandler()
+    {
+        await using var server = new TestH2Server(stream => stream.WriteResponseHeadAsync(200, [new("x-protocol", stream.Protocol ?? "none")], endStream: true),
+            new Http2ServerOptions { EnableConnectProtocol = true });
+        await using var client = await RawH2Client.ConnectAsync(server.Port, handshake: false);
+        await client.SendAsync(w =>
+        {
+            w.Write(Http2Preface.ClientPreface);
+            Http2FrameWriter.Settings(w, []);
+        });
+        var settings = await client.ReadUntilAsync(f => f.Type == Http2FrameType.Settings && f.Flags == 0);
+        var announced = Http2PeerSettings.Default;
+        Assert.True(Http2SettingsReader.TryApply(new(settings!.Payload), ref announced, out _, out _));
+        Assert.True(announced.EnableConnectProtocol);
+
+        await client.SendHeadersAsync(1, endStream: false, (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":authority", "x"), (":path", "/chat"));
+
+        Assert.Contains(("x-protocol", "websocket"), await ReadResponseHeadAsync(client, 1));
+    }
+
+    [Fact]
+    public async Task ExtendedConnect_NotEnabled_RstStreamProtocolError()
+    {
+        await using var server = new TestH2Server(H2Handlers.HelloAsync);
+        await using var client = await RawH2Client.ConnectAsync(server.Port);
+
+        await client.SendHeadersAsync(1, endStream: false, (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":authority", "x"), (":path", "/chat"));
+
+        await ExpectResetAsync(client, 1, Http2ErrorCode.ProtocolError);
+    }
 }
