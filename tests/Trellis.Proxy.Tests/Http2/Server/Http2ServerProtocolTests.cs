@@ -11,55 +11,6 @@ namespace Trellis.Proxy.Tests.Http2.Server;
 /// <summary><see cref="Http2ServerConnection"/> against hand-written frames, for what real clients do not send.</summary>
 public sealed class Http2ServerProtocolTests
 {
-    private static async Task<List<(string Name, string Value)>> ReadResponseHeadAsync(RawH2Client client, int streamId)
-    {
-        var headers = await client.ReadUntilAsync(f => (f.Type == Http2FrameType.Headers && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
-        Assert.NotNull(headers);
-        Assert.Equal(Http2FrameType.Headers, headers.Type);
-        return client.Decode(headers.Payload);
-    }
-
-    private static async Task<string> ReadBodyAsync(RawH2Client client, int streamId)
-    {
-        var body = new StringBuilder();
-        while (true)
-        {
-            var data = await client.ReadUntilAsync(f => (f.Type == Http2FrameType.Data && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
-            Assert.NotNull(data);
-            Assert.Equal(Http2FrameType.Data, data.Type);
-            body.Append(Encoding.ASCII.GetString(data.Payload));
-            if ((data.Flags & Http2Flags.EndStream) != 0)
-            {
-                return body.ToString();
-            }
-        }
-    }
-
-    private static async Task AssertGetWorksAsync(RawH2Client client, int streamId, string path)
-    {
-        await client.SendHeadersAsync(streamId, endStream: true, RawH2Client.Get(path));
-        var head = await ReadResponseHeadAsync(client, streamId);
-        Assert.Contains((":status", "200"), head);
-        Assert.Equal($"hello {path}", await ReadBodyAsync(client, streamId));
-    }
-
-    private static async Task<RawFrame> ExpectGoAwayAsync(RawH2Client client, Http2ErrorCode code)
-    {
-        var goAway = await client.ReadUntilAsync(Http2FrameType.GoAway);
-        Assert.True(goAway is not null, "the connection ended without GOAWAY");
-        Assert.True(goAway.ErrorCode == code, $"expected GOAWAY {Http2Names.Of(code)}, got {goAway}");
-        Assert.Null(await client.ReadUntilAsync(_ => false));
-        return goAway;
-    }
-
-    private static async Task<RawFrame> ExpectResetAsync(RawH2Client client, int streamId, Http2ErrorCode code)
-    {
-        var reset = await client.ReadUntilAsync(f => (f.Type == Http2FrameType.RstStream && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
-        Assert.True(reset is not null, $"the connection ended without RST_STREAM on stream {streamId}");
-        Assert.True(reset.Type == Http2FrameType.RstStream && reset.ErrorCode == code, $"expected RST_STREAM {Http2Names.Of(code)} on stream {streamId}, got {reset}");
-        return reset;
-    }
-
     [Fact]
     public async Task Preface_NotHttp2_GoAwayProtocolError()
     {
@@ -68,7 +19,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendAsync(w => w.Write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8));
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
         Assert.Contains("preface", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
 
@@ -84,7 +35,7 @@ public sealed class Http2ServerProtocolTests
             Http2FrameWriter.Ping(w, ack: false, 1UL);
         });
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
         Assert.Contains("not SETTINGS", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
 
@@ -130,11 +81,11 @@ public sealed class Http2ServerProtocolTests
     {
         await using var server = new TestH2Server(H2Handlers.HelloAsync);
         await using var client = await RawH2Client.ConnectAsync(server.Port);
-        await AssertGetWorksAsync(client, 5, "/five");
+        await client.AssertGetWorksAsync(5, "/five");
 
         await client.SendHeadersAsync(3, endStream: true, RawH2Client.Get("/three"));
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
         Assert.Equal(5, goAway.GoAwayLastStreamId);
         Assert.Contains("stream ids must increase", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
@@ -147,7 +98,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(2, endStream: true, RawH2Client.Get("/"));
 
-        await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
     }
 
     [Fact]
@@ -155,12 +106,12 @@ public sealed class Http2ServerProtocolTests
     {
         await using var server = new TestH2Server(H2Handlers.HelloAsync);
         await using var client = await RawH2Client.ConnectAsync(server.Port);
-        await AssertGetWorksAsync(client, 1, "/first");
+        await client.AssertGetWorksAsync(1, "/first");
 
         await client.SendAsync(w => Http2FrameWriter.Data(w, 1, "late"u8, endStream: false, Http2Limits.DefaultMaxFrameSize));
 
-        await ExpectResetAsync(client, 1, Http2ErrorCode.StreamClosed);
-        await AssertGetWorksAsync(client, 3, "/second");
+        await client.ExpectResetAsync(1, Http2ErrorCode.StreamClosed);
+        await client.AssertGetWorksAsync(3, "/second");
     }
 
     [Fact]
@@ -171,7 +122,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendAsync(w => Http2FrameWriter.Data(w, 9, "x"u8, endStream: false, Http2Limits.DefaultMaxFrameSize));
 
-        await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
     }
 
     [Fact]
@@ -191,7 +142,7 @@ public sealed class Http2ServerProtocolTests
         await client.SendHeadersAsync(3, endStream: true, RawH2Client.Get("/3"));
         await client.SendHeadersAsync(5, endStream: true, RawH2Client.Get("/5"));
 
-        await ExpectResetAsync(client, 5, Http2ErrorCode.RefusedStream);
+        await client.ExpectResetAsync(5, Http2ErrorCode.RefusedStream);
         await Eventually.WaitAsync(() => Volatile.Read(ref started) == 2, "two handlers to start");
         gate.SetResult();
         var bodies = new Dictionary<int, string> { [1] = "", [3] = "" };
@@ -217,13 +168,13 @@ public sealed class Http2ServerProtocolTests
 
         // 70 KiB of fields (limit 60 KiB), as HEADERS + CONTINUATION; x-small goes into both HPACK tables.
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/big", ("x-small", "kept"), ("x-big", new string('b', 70 * 1024))));
-        var head = await ReadResponseHeadAsync(client, 1);
+        var head = await client.ReadResponseHeadAsync(1);
         Assert.Contains((":status", "431"), head);
 
         // The next request refers to x-small by its dynamic-table index: the server's decoder must be in step.
-        await AssertGetWorksAsync(client, 3, "/after");
+        await client.AssertGetWorksAsync(3, "/after");
         await client.SendHeadersAsync(5, endStream: true, RawH2Client.Get("/indexed", ("x-small", "kept")));
-        Assert.Contains((":status", "200"), await ReadResponseHeadAsync(client, 5));
+        Assert.Contains((":status", "200"), await client.ReadResponseHeadAsync(5));
     }
 
     [Fact]
@@ -234,8 +185,8 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/many", [.. Enumerable.Range(0, 30).Select(i => ($"x-f{i}", "v"))]));
 
-        Assert.Contains((":status", "431"), await ReadResponseHeadAsync(client, 1));
-        await AssertGetWorksAsync(client, 3, "/after");
+        Assert.Contains((":status", "431"), await client.ReadResponseHeadAsync(1));
+        await client.AssertGetWorksAsync(3, "/after");
     }
 
     [Fact]
@@ -246,8 +197,8 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/", ("X-Upper", "1")));
 
-        await ExpectResetAsync(client, 1, Http2ErrorCode.ProtocolError);
-        await AssertGetWorksAsync(client, 3, "/after");
+        await client.ExpectResetAsync(1, Http2ErrorCode.ProtocolError);
+        await client.AssertGetWorksAsync(3, "/after");
     }
 
     [Fact]
@@ -258,7 +209,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(1, endStream: true, (":method", "GET"), (":scheme", "http"), (":authority", "x"));
 
-        await ExpectResetAsync(client, 1, Http2ErrorCode.ProtocolError);
+        await client.ExpectResetAsync(1, Http2ErrorCode.ProtocolError);
     }
 
     [Fact]
@@ -284,7 +235,7 @@ public sealed class Http2ServerProtocolTests
         await client.SendHeadersAsync(1, endStream: false, RawH2Client.Post("/cl", ("content-length", "4")));
         await client.SendAsync(w => Http2FrameWriter.Data(w, 1, "too long"u8, endStream: true, Http2Limits.DefaultMaxFrameSize));
 
-        await ExpectResetAsync(client, 1, Http2ErrorCode.ProtocolError);
+        await client.ExpectResetAsync(1, Http2ErrorCode.ProtocolError);
         Assert.IsType<Trellis.Proxy.Http.Http2.Client.Http2StreamException>(await handlerSaw.Task.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
@@ -301,7 +252,7 @@ public sealed class Http2ServerProtocolTests
             w.Write(block);
         });
 
-        await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
     }
 
     [Fact]
@@ -323,7 +274,7 @@ public sealed class Http2ServerProtocolTests
             }
         });
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.CompressionError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.CompressionError);
         Assert.Contains("field block on stream 1 is over", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
 
@@ -339,7 +290,7 @@ public sealed class Http2ServerProtocolTests
             w.Write(new byte[] { 0, 0, 0, 2 });
         });
 
-        await ExpectGoAwayAsync(client, Http2ErrorCode.ProtocolError);
+        await client.ExpectGoAwayAsync(Http2ErrorCode.ProtocolError);
     }
 
     [Fact]
@@ -368,7 +319,7 @@ public sealed class Http2ServerProtocolTests
             });
         }
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.EnhanceYourCalm);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.EnhanceYourCalm);
         Assert.Contains("rapid reset", goAway.GoAwayDebug, StringComparison.Ordinal);
         await client.DisposeAsync();
         await server.AllRunsEnded().WaitAsync(TimeSpan.FromSeconds(10));
@@ -382,7 +333,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendAsync(w => Http2FrameWriter.WindowUpdate(w, 0, int.MaxValue));
 
-        await ExpectGoAwayAsync(client, Http2ErrorCode.FlowControlError);
+        await client.ExpectGoAwayAsync(Http2ErrorCode.FlowControlError);
     }
 
     [Fact]
@@ -396,7 +347,7 @@ public sealed class Http2ServerProtocolTests
         await using var client = await RawH2Client.ConnectAsync(server.Port, handshake: true, new Http2Setting(Http2SettingId.InitialWindowSize, 40));
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/"));
-        await ReadResponseHeadAsync(client, 1);
+        await client.ReadResponseHeadAsync(1);
         var first = await client.ReadUntilAsync(Http2FrameType.Data);
         await client.SendAsync(w => Http2FrameWriter.WindowUpdate(w, 1, 60));
         var second = await client.ReadUntilAsync(Http2FrameType.Data);
@@ -430,10 +381,10 @@ public sealed class Http2ServerProtocolTests
         Assert.Equal(Http2ErrorCode.NoError, goAway.ErrorCode);
         Assert.Equal(1, goAway.GoAwayLastStreamId);
         await client.SendHeadersAsync(3, endStream: true, RawH2Client.Get("/too-late"));
-        await ExpectResetAsync(client, 3, Http2ErrorCode.RefusedStream);
+        await client.ExpectResetAsync(3, Http2ErrorCode.RefusedStream);
         gate.SetResult();
 
-        Assert.Equal("hello /in-flight", await ReadBodyAsync(client, 1));
+        Assert.Equal("hello /in-flight", await client.ReadBodyAsync(1));
         Assert.Null(await client.ReadUntilAsync(_ => false));
         await client.DisposeAsync();
         await server.AllRunsEnded().WaitAsync(TimeSpan.FromSeconds(10));
@@ -453,7 +404,7 @@ public sealed class Http2ServerProtocolTests
         Assert.NotNull(await client.ReadUntilAsync(Http2FrameType.Ping));
         time.Advance(TimeSpan.FromSeconds(1));
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.NoError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.NoError);
         Assert.Contains("idle", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
 
@@ -466,7 +417,7 @@ public sealed class Http2ServerProtocolTests
         await time.NextTimerAsync();
 
         time.Advance(TimeSpan.FromSeconds(20));
-        await AssertGetWorksAsync(client, 1, "/busy");
+        await client.AssertGetWorksAsync(1, "/busy");
         await Eventually.WaitAsync(() => server.Connections.Single().IsQuiet, "the connection to be quiet after its stream");
         time.Advance(TimeSpan.FromSeconds(29));
         await client.SendAsync(w => Http2FrameWriter.Ping(w, ack: false, 1UL));
@@ -474,7 +425,7 @@ public sealed class Http2ServerProtocolTests
         Assert.Equal(Http2FrameType.Ping, alive?.Type);
         time.Advance(TimeSpan.FromSeconds(1));
 
-        var goAway = await ExpectGoAwayAsync(client, Http2ErrorCode.NoError);
+        var goAway = await client.ExpectGoAwayAsync(Http2ErrorCode.NoError);
         Assert.Contains("idle", goAway.GoAwayDebug, StringComparison.Ordinal);
     }
 
@@ -496,7 +447,7 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(1, endStream: false, (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":authority", "x"), (":path", "/chat"));
 
-        Assert.Contains(("x-protocol", "websocket"), await ReadResponseHeadAsync(client, 1));
+        Assert.Contains(("x-protocol", "websocket"), await client.ReadResponseHeadAsync(1));
     }
 
     [Fact]
@@ -507,6 +458,6 @@ public sealed class Http2ServerProtocolTests
 
         await client.SendHeadersAsync(1, endStream: false, (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":authority", "x"), (":path", "/chat"));
 
-        await ExpectResetAsync(client, 1, Http2ErrorCode.ProtocolError);
+        await client.ExpectResetAsync(1, Http2ErrorCode.ProtocolError);
     }
 }

@@ -10,14 +10,6 @@ namespace Trellis.Proxy.Tests.Http2.Server;
 /// <summary>What a handler sees of <see cref="Http2ServerStream"/>, and what the client sees of what a handler does.</summary>
 public sealed class Http2ServerStreamTests
 {
-    private static async Task<RawFrame> ReadHeadersAsync(RawH2Client client, int streamId)
-    {
-        var headers = await client.ReadUntilAsync(f => (f.Type is Http2FrameType.Headers or Http2FrameType.RstStream && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
-        Assert.NotNull(headers);
-        Assert.Equal(Http2FrameType.Headers, headers.Type);
-        return headers;
-    }
-
     [Fact]
     public async Task ReadDataAsync_BodyThenTrailers_HandlerSeesBothAndContentLength()
     {
@@ -44,7 +36,7 @@ public sealed class Http2ServerStreamTests
         await client.SendAsync(w => Http2FrameWriter.Headers(w, 1, trailerBlock, endStream: true, Http2Limits.DefaultMaxFrameSize));
 
         Assert.Equal("hello world|11|x-checksum=abc,x-count=2", await seen.Task.WaitAsync(TimeSpan.FromSeconds(10)));
-        Assert.Contains((":status", "204"), client.Decode((await ReadHeadersAsync(client, 1)).Payload));
+        Assert.Contains((":status", "204"), client.Decode((await client.ReadHeadersFrameAsync(1)).Payload));
     }
 
     [Fact]
@@ -85,7 +77,7 @@ public sealed class Http2ServerStreamTests
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/boom"));
 
-        var headers = await ReadHeadersAsync(client, 1);
+        var headers = await client.ReadHeadersFrameAsync(1);
         Assert.Contains((":status", "500"), client.Decode(headers.Payload));
         Assert.Equal(Http2Flags.EndStream, headers.Flags & Http2Flags.EndStream);
     }
@@ -101,12 +93,9 @@ public sealed class Http2ServerStreamTests
         await using var client = await RawH2Client.ConnectAsync(server.Port);
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/boom"));
-        await ReadHeadersAsync(client, 1);
-        var reset = await client.ReadUntilAsync(f => f.Type == Http2FrameType.RstStream || f.Type == Http2FrameType.GoAway);
+        await client.ReadHeadersFrameAsync(1);
 
-        Assert.NotNull(reset);
-        Assert.Equal(Http2FrameType.RstStream, reset.Type);
-        Assert.Equal(Http2ErrorCode.InternalError, reset.ErrorCode);
+        await client.ExpectResetAsync(1, Http2ErrorCode.InternalError);
     }
 
     [Fact]
@@ -117,7 +106,7 @@ public sealed class Http2ServerStreamTests
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/nothing"));
 
-        var headers = await ReadHeadersAsync(client, 1);
+        var headers = await client.ReadHeadersFrameAsync(1);
         Assert.Contains((":status", "200"), client.Decode(headers.Payload));
         Assert.Equal(Http2Flags.EndStream, headers.Flags & Http2Flags.EndStream);
     }
@@ -131,11 +120,8 @@ public sealed class Http2ServerStreamTests
         await client.SendHeadersAsync(1, endStream: false, RawH2Client.Post("/upload"));
         await client.SendAsync(w => Http2FrameWriter.Data(w, 1, new byte[100], endStream: false, Http2Limits.DefaultMaxFrameSize));
 
-        Assert.Contains((":status", "413"), client.Decode((await ReadHeadersAsync(client, 1)).Payload));
-        var reset = await client.ReadUntilAsync(f => f.Type == Http2FrameType.RstStream || f.Type == Http2FrameType.GoAway);
-        Assert.NotNull(reset);
-        Assert.Equal(Http2FrameType.RstStream, reset.Type);
-        Assert.Equal(Http2ErrorCode.NoError, reset.ErrorCode);
+        Assert.Contains((":status", "413"), client.Decode((await client.ReadHeadersFrameAsync(1)).Payload));
+        await client.ExpectResetAsync(1, Http2ErrorCode.NoError);
     }
 
     [Fact]
@@ -149,12 +135,8 @@ public sealed class Http2ServerStreamTests
         await using var client = await RawH2Client.ConnectAsync(server.Port);
 
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/refuse"));
-        var reset = await client.ReadUntilAsync(f => f.Type == Http2FrameType.RstStream || f.Type == Http2FrameType.GoAway);
 
-        Assert.NotNull(reset);
-        Assert.Equal(Http2FrameType.RstStream, reset.Type);
-        Assert.Equal(1, reset.StreamId);
-        Assert.Equal(Http2ErrorCode.RefusedStream, reset.ErrorCode);
+        await client.ExpectResetAsync(1, Http2ErrorCode.RefusedStream);
     }
 
     [Fact]
@@ -167,7 +149,7 @@ public sealed class Http2ServerStreamTests
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/create"));
         // 20 kB of fields go out as HEADERS + CONTINUATION; join them as a client would.
         var block = new ArrayBufferWriter<byte>();
-        var frame = await ReadHeadersAsync(client, 1);
+        var frame = await client.ReadHeadersFrameAsync(1);
         block.Write(frame.Payload);
         while ((frame.Flags & Http2Flags.EndHeaders) == 0)
         {
@@ -217,6 +199,6 @@ public sealed class Http2ServerStreamTests
         });
         await client.SendHeadersAsync(1, endStream: true, RawH2Client.Get("/after-priority"));
 
-        Assert.Contains((":status", "200"), client.Decode((await ReadHeadersAsync(client, 1)).Payload));
+        Assert.Contains((":status", "200"), client.Decode((await client.ReadHeadersFrameAsync(1)).Payload));
     }
 }

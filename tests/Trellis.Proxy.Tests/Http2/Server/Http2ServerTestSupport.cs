@@ -440,6 +440,60 @@ internal sealed class RawH2Client : IAsyncDisposable
 
     public Task<RawFrame?> ReadUntilAsync(Http2FrameType type) => ReadUntilAsync(f => f.Type == type);
 
+    /// <summary>The next HEADERS frame of <paramref name="streamId"/> (fails on RST_STREAM or GOAWAY first).</summary>
+    public async Task<RawFrame> ReadHeadersFrameAsync(int streamId)
+    {
+        var headers = await ReadUntilAsync(f => (f.Type is Http2FrameType.Headers or Http2FrameType.RstStream && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
+        Assert.True(headers?.Type == Http2FrameType.Headers, $"expected HEADERS on stream {streamId}, got {headers?.ToString() ?? "the end of the connection"}");
+        return headers!;
+    }
+
+    /// <summary>The next response head of <paramref name="streamId"/>, decoded.</summary>
+    public async Task<List<(string Name, string Value)>> ReadResponseHeadAsync(int streamId) => Decode((await ReadHeadersFrameAsync(streamId)).Payload);
+
+    /// <summary>The DATA of <paramref name="streamId"/> up to END_STREAM, as ASCII (frames of other streams skipped).</summary>
+    public async Task<string> ReadBodyAsync(int streamId)
+    {
+        var body = new StringBuilder();
+        while (true)
+        {
+            var data = await ReadUntilAsync(f => (f.Type == Http2FrameType.Data && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
+            Assert.True(data?.Type == Http2FrameType.Data, $"expected DATA on stream {streamId}, got {data?.ToString() ?? "the end of the connection"}");
+            body.Append(Encoding.ASCII.GetString(data!.Payload));
+            if ((data.Flags & Http2Flags.EndStream) != 0)
+            {
+                return body.ToString();
+            }
+        }
+    }
+
+    /// <summary>A GET of <paramref name="path"/> answered 200 "hello PATH" (the <see cref="H2Handlers.HelloAsync"/> handler).</summary>
+    public async Task AssertGetWorksAsync(int streamId, string path)
+    {
+        await SendHeadersAsync(streamId, endStream: true, Get(path));
+        Assert.Contains((":status", "200"), await ReadResponseHeadAsync(streamId));
+        Assert.Equal($"hello {path}", await ReadBodyAsync(streamId));
+    }
+
+    /// <summary>Reads up to a GOAWAY with <paramref name="code"/>, then to the end of the connection.</summary>
+    public async Task<RawFrame> ExpectGoAwayAsync(Http2ErrorCode code)
+    {
+        var goAway = await ReadUntilAsync(Http2FrameType.GoAway);
+        Assert.True(goAway is not null, "the connection ended without GOAWAY");
+        Assert.True(goAway.ErrorCode == code, $"expected GOAWAY {Http2Names.Of(code)}, got {goAway}");
+        Assert.Null(await ReadUntilAsync(_ => false));
+        return goAway;
+    }
+
+    /// <summary>Reads up to RST_STREAM on <paramref name="streamId"/>, which must carry <paramref name="code"/>.</summary>
+    public async Task<RawFrame> ExpectResetAsync(int streamId, Http2ErrorCode code)
+    {
+        var reset = await ReadUntilAsync(f => (f.Type == Http2FrameType.RstStream && f.StreamId == streamId) || f.Type == Http2FrameType.GoAway);
+        Assert.True(reset is not null, $"the connection ended without RST_STREAM on stream {streamId}");
+        Assert.True(reset.Type == Http2FrameType.RstStream && reset.ErrorCode == code, $"expected RST_STREAM {Http2Names.Of(code)} on stream {streamId}, got {reset}");
+        return reset;
+    }
+
     /// <summary>Reads to the end of the connection; the frames seen.</summary>
     public async Task<List<RawFrame>> ReadToEndAsync()
     {
