@@ -48,8 +48,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     private Http2FrameReader _frameReader;
     private Http2PeerSettings _peer;
     private Http2FlowWindow _sendWindow = new(Http2Limits.DefaultInitialWindowSize);
-    private Http2FlowWindow _receiveWindow;
-    private int _receiveUnacked;
+    private Http2ReceiveWindow _receiveWindow;
     private int _nextStreamId = 1;
     private int _lastStreamId;
     private bool _settingsReceived;
@@ -59,9 +58,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
     private int _pendingTableSize = -1;
     private bool _controlFlushScheduled;
     private byte[] _fieldBytes = new byte[256];
-    private byte[]? _fieldBlock;
-    private int _fieldBlockLength;
-    private bool _fieldBlockEndStream;
+    private Http2FieldBlock _fieldBlock;
     private Task _readLoop = Task.CompletedTask;
 
     private Http2ClientConnection(Socket socket, SslStream? tls, IPEndPoint endpoint, Http2ClientOptions options, TimeProvider time)
@@ -78,7 +75,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         var peer = Http2PeerSettings.Default;
         peer.EnablePush = false;
         _peer = peer;
-        _receiveWindow = new Http2FlowWindow(options.ConnectionWindowSize);
+        _receiveWindow = new Http2ReceiveWindow(options.ConnectionWindowSize);
     }
 
     /// <summary>Guards the state of the connection and of all its streams.</summary>
@@ -260,8 +257,8 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
             for (var i = 0; i < fields.Count; i++)
             {
                 var field = fields[i];
-                var nameLength = ToLatin1(field.Name, 0);
-                var valueLength = ToLatin1(field.Value, nameLength);
+                var nameLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, field.Name, 0);
+                var valueLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, field.Value, nameLength);
                 var indexing = field.Name is "authorization" or "proxy-authorization" ? HpackIndexing.NeverIndexed : HpackIndexing.Incremental;
                 _encoder.WriteHeader(_headerBlock, _fieldBytes.AsSpan(0, nameLength), _fieldBytes.AsSpan(nameLength, valueLength), indexing);
             }
@@ -273,17 +270,6 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         {
             _writeLock.Release();
         }
-    }
-
-    /// <summary>Writes <paramref name="name"/> as Latin-1 into the field scratch at <paramref name="at"/>; its length.</summary>
-    private int ToLatin1(string text, int at)
-    {
-        var needed = at + text.Length;
-        if (_fieldBytes.Length < needed)
-        {
-            Array.Resize(ref _fieldBytes, Math.Max(needed, _fieldBytes.Length * 2));
-        }
-        return Encoding.Latin1.GetBytes(text, _fieldBytes.AsSpan(at));
     }
 
     private void ValidateRequestFields(IReadOnlyList<Http2HeaderField> fields)
@@ -302,8 +288,8 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
             {
                 throw new ArgumentException($"request field '{name}' has a character outside Latin-1", nameof(fields));
             }
-            var nameLength = ToLatin1(name, 0);
-            var valueLength = ToLatin1(value, nameLength);
+            var nameLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, name, 0);
+            var valueLength = Http2HeaderFields.ToLatin1(ref _fieldBytes, value, nameLength);
             var nameBytes = _fieldBytes.AsSpan(0, nameLength);
             var valueBytes = _fieldBytes.AsSpan(nameLength, valueLength);
             if (Http2HeaderValidation.IsPseudo(nameBytes))
@@ -537,30 +523,19 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
 
     /// <summary>Counts bytes the consumer took (or that were dropped) against the connection's receive window, and
     /// queues a WINDOW_UPDATE once half the window is used; true when one was queued.</summary>
-    internal bool CreditConnectionLocked(int bytes)
-    {
-        _receiveUnacked += bytes;
-        if (_receiveUnacked < _options.ConnectionWindowSize / 2 || _failure is not null)
-        {
-            return false;
-        }
-        Http2FrameWriter.WindowUpdate(_control, 0, _receiveUnacked);
-        _receiveWindow.TryGrow(_receiveUnacked);
-        _receiveUnacked = 0;
-        return true;
-    }
+    internal bool CreditConnectionLocked(int bytes) =>
+        _failure is null && QueueWindowUpdate(0, _receiveWindow.Credit(bytes, _options.ConnectionWindowSize / 2));
 
-    internal bool CreditStreamLocked(Http2ClientStream stream, int bytes)
+    internal bool CreditStreamLocked(Http2ClientStream stream, int bytes) =>
+        !stream.RemoteEnded && stream.Failure is null && QueueWindowUpdate(stream.Id, stream.ReceiveWindow.Credit(bytes, _options.StreamWindowSize / 2));
+
+    private bool QueueWindowUpdate(int streamId, int increment)
     {
-        stream.ReceiveUnacked += bytes;
-        if (stream.RemoteEnded || stream.Failure is not null || stream.ReceiveUnacked < _options.StreamWindowSize / 2)
+        if (increment > 0)
         {
-            return false;
+            Http2FrameWriter.WindowUpdate(_control, streamId, increment);
         }
-        Http2FrameWriter.WindowUpdate(_control, stream.Id, stream.ReceiveUnacked);
-        stream.ReceiveWindow.TryGrow(stream.ReceiveUnacked);
-        stream.ReceiveUnacked = 0;
-        return true;
+        return increment > 0;
     }
 
     /// <summary>Ends a stream with an error: it leaves the table, its buffered bytes go back to the connection window,
@@ -668,7 +643,10 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         _tls?.Dispose();
         _socket.Dispose();
         _decoder.Dispose();
-        ReturnFieldBlock();
+        lock (Sync)
+        {
+            _fieldBlock.Release();
+        }
         _closed.TrySetResult();
     }
 
@@ -953,54 +931,25 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         {
             return OnFieldBlock(frame.StreamId, frame.Payload.FirstSpan, frame.EndStream, out error);
         }
-        _fieldBlockLength = 0;
-        _fieldBlockEndStream = frame.EndStream;
+        _fieldBlock.Start(frame.StreamId, frame.EndStream);
         if (!AppendFieldBlock(frame, out error))
         {
             return false;
         }
-        return !frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.AsSpan(0, _fieldBlockLength), _fieldBlockEndStream, out error);
+        return !frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.Bytes, _fieldBlock.EndStream, out error);
     }
 
     private bool OnContinuation(in Http2Frame frame, out Http2Error error) =>
         AppendFieldBlock(frame, out error)
-        && (!frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.AsSpan(0, _fieldBlockLength), _fieldBlockEndStream, out error));
+        && (!frame.EndHeaders || OnFieldBlock(frame.StreamId, _fieldBlock.Bytes, _fieldBlock.EndStream, out error));
 
     private bool AppendFieldBlock(in Http2Frame frame, out Http2Error error)
     {
         error = default;
-        var length = (int)frame.Payload.Length;
-        var needed = _fieldBlockLength + length;
         // The decoded list is limited by MaxHeaderListSize; its encoding cannot be much larger than that.
-        if (needed > (2 * _options.MaxHeaderListSize) + 1024)
-        {
-            return ConnectionError(out error, Http2ErrorCode.EnhanceYourCalm, $"the field block on stream {frame.StreamId} exceeds {needed - length} + {length} bytes, far above SETTINGS_MAX_HEADER_LIST_SIZE {_options.MaxHeaderListSize}");
-        }
-        if (_fieldBlock is null || _fieldBlock.Length < needed)
-        {
-            var grown = ArrayPool<byte>.Shared.Rent(Math.Max(needed, 4096));
-            if (_fieldBlock is not null)
-            {
-                _fieldBlock.AsSpan(0, _fieldBlockLength).CopyTo(grown);
-                ArrayPool<byte>.Shared.Return(_fieldBlock);
-            }
-            _fieldBlock = grown;
-        }
-        frame.Payload.CopyTo(_fieldBlock.AsSpan(_fieldBlockLength));
-        _fieldBlockLength = needed;
-        return true;
-    }
-
-    private void ReturnFieldBlock()
-    {
-        lock (Sync)
-        {
-            if (_fieldBlock is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_fieldBlock);
-                _fieldBlock = null;
-            }
-        }
+        var limit = (2 * _options.MaxHeaderListSize) + 1024;
+        return _fieldBlock.TryAppend(frame.Payload, limit)
+            || ConnectionError(out error, Http2ErrorCode.EnhanceYourCalm, $"the field block on stream {frame.StreamId} exceeds {limit} bytes, far above SETTINGS_MAX_HEADER_LIST_SIZE {_options.MaxHeaderListSize}");
     }
 
     /// <summary>A complete response head or trailer block for <paramref name="streamId"/>.</summary>
@@ -1014,7 +963,7 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
                 return ConnectionError(out error, Http2ErrorCode.ProtocolError, $"HEADERS on stream {streamId}, which the client never opened");
             }
             // A stream we reset or finished: decode anyway, to keep the HPACK table in step.
-            var discard = default(DiscardSink);
+            var discard = default(HpackDiscardSink);
             return _decoder.Decode(block, ref discard) != HpackStatus.CompressionError
                 || ConnectionError(out error, Http2ErrorCode.CompressionError, $"HEADERS on stream {streamId}: {_decoder.LastError}");
         }
@@ -1135,13 +1084,6 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
                 return;
             }
             (Fields ??= []).Add(new Http2HeaderField(Encoding.Latin1.GetString(name), Encoding.Latin1.GetString(value)));
-        }
-    }
-
-    private struct DiscardSink : IHpackSink
-    {
-        public readonly void OnHeader(int staticNameIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
-        {
         }
     }
 }

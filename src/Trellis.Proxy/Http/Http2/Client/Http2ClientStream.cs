@@ -26,7 +26,7 @@ internal sealed class Http2ClientStream : IDisposable
         _connection = connection;
         Id = id;
         SendWindow = new Http2FlowWindow(sendWindow);
-        ReceiveWindow = new Http2FlowWindow(receiveWindow);
+        ReceiveWindow = new Http2ReceiveWindow(receiveWindow);
         LocalEnded = localEnded;
     }
 
@@ -41,9 +41,7 @@ internal sealed class Http2ClientStream : IDisposable
 
     // State below is guarded by the connection's Sync lock.
     internal Http2FlowWindow SendWindow;
-    internal Http2FlowWindow ReceiveWindow;
-
-    internal int ReceiveUnacked { get; set; }
+    internal Http2ReceiveWindow ReceiveWindow;
 
     /// <summary>We sent END_STREAM (or the server stopped the request body).</summary>
     internal bool LocalEnded { get; set; }
@@ -112,7 +110,7 @@ internal sealed class Http2ClientStream : IDisposable
             }
             if (waiting)
             {
-                await WaitAsync(wait, _writeSignal, cancellationToken).ConfigureAwait(false);
+                await Http2Signal.WaitAsync(wait, _writeSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
                 continue;
             }
             var last = endStream && n == data.Length;
@@ -153,7 +151,7 @@ internal sealed class Http2ClientStream : IDisposable
                 }
                 wait = _readSignal.Arm();
             }
-            await WaitAsync(wait, _readSignal, cancellationToken).ConfigureAwait(false);
+            await Http2Signal.WaitAsync(wait, _readSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -203,7 +201,7 @@ internal sealed class Http2ClientStream : IDisposable
                 }
                 return n;
             }
-            await WaitAsync(wait, _readSignal, cancellationToken).ConfigureAwait(false);
+            await Http2Signal.WaitAsync(wait, _readSignal, _connection.Sync, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -239,33 +237,6 @@ internal sealed class Http2ClientStream : IDisposable
         {
             Reset(Http2ErrorCode.Cancel);
             throw new OperationCanceledException(cancellationToken);
-        }
-    }
-
-    [AsyncMethodBuilder(typeof(PooledValueTaskBuilder))]
-    private async ValueTask WaitAsync(ValueTask signal, Http2Signal which, CancellationToken cancellationToken)
-    {
-        if (!cancellationToken.CanBeCanceled)
-        {
-            await signal.ConfigureAwait(false);
-            return;
-        }
-        // The callback only wakes the waiter; it then sees the token cancelled and resets the stream.
-        var registration = cancellationToken.UnsafeRegister(static state =>
-        {
-            var (stream, signal) = ((Http2ClientStream, Http2Signal))state!;
-            lock (stream._connection.Sync)
-            {
-                signal.Set();
-            }
-        }, (this, which));
-        try
-        {
-            await signal.ConfigureAwait(false);
-        }
-        finally
-        {
-            await registration.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -315,21 +286,10 @@ internal sealed class Http2ClientStream : IDisposable
         }
         if (_buffer is null || _buffer.Length - _bufferEnd < length)
         {
+            // Move what is unread to the front, growing the buffer when that does not make room.
             var buffered = _bufferEnd - _bufferStart;
-            if (_buffer is not null && _buffer.Length - buffered >= length)
-            {
-                Buffer.BlockCopy(_buffer, _bufferStart, _buffer, 0, buffered);
-            }
-            else
-            {
-                var grown = ArrayPool<byte>.Shared.Rent(Math.Max(buffered + length, Math.Min(2 * (buffered + length), 16 * 1024)));
-                if (_buffer is not null)
-                {
-                    Buffer.BlockCopy(_buffer, _bufferStart, grown, 0, buffered);
-                    ArrayPool<byte>.Shared.Return(_buffer);
-                }
-                _buffer = grown;
-            }
+            _buffer?.AsSpan(_bufferStart, buffered).CopyTo(_buffer);
+            PooledArrays.Grow(ref _buffer, buffered, buffered + length, Math.Min(2 * (buffered + length), 16 * 1024));
             _bufferStart = 0;
             _bufferEnd = buffered;
         }

@@ -64,6 +64,18 @@ internal sealed class Http2ResponseHead
 
 internal static class Http2HeaderFields
 {
+    /// <summary>Writes <paramref name="text"/> as Latin-1 into <paramref name="scratch"/> at <paramref name="at"/>
+    /// (growing it); the byte count.</summary>
+    public static int ToLatin1(ref byte[] scratch, string text, int at)
+    {
+        var needed = at + text.Length;
+        if (scratch.Length < needed)
+        {
+            Array.Resize(ref scratch, Math.Max(needed, scratch.Length * 2));
+        }
+        return System.Text.Encoding.Latin1.GetBytes(text, scratch.AsSpan(at));
+    }
+
     public static string? Get(IReadOnlyList<Http2HeaderField>? fields, string name)
     {
         if (fields is null)
@@ -141,6 +153,37 @@ internal sealed class Http2Signal : IValueTaskSource
         {
             _armed = false;
             _core.SetResult(true);
+        }
+    }
+
+    /// <summary>
+    /// Awaits <paramref name="armed"/> (from <see cref="Arm"/> of <paramref name="signal"/>); a cancellation of
+    /// <paramref name="cancellationToken"/> only wakes the waiter (under <paramref name="sync"/>), which then sees the
+    /// token cancelled and acts on it.
+    /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(Trellis.Proxy.Threading.PooledValueTaskBuilder))]
+    public static async ValueTask WaitAsync(ValueTask armed, Http2Signal signal, Lock sync, CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            await armed.ConfigureAwait(false);
+            return;
+        }
+        var registration = cancellationToken.UnsafeRegister(static state =>
+        {
+            var (signal, sync) = ((Http2Signal, Lock))state!;
+            lock (sync)
+            {
+                signal.Set();
+            }
+        }, (signal, sync));
+        try
+        {
+            await armed.ConfigureAwait(false);
+        }
+        finally
+        {
+            await registration.DisposeAsync().ConfigureAwait(false);
         }
     }
 

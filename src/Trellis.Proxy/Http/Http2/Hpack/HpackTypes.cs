@@ -48,3 +48,11 @@ internal interface IHpackSink
     /// </summary>
     void OnHeader(int staticNameIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value);
 }
+
+/// <summary>A sink that drops every field: decodes a block only to keep the dynamic table in step.</summary>
+internal struct HpackDiscardSink : IHpackSink
+{
+    public readonly void OnHeader(int staticNameIndex, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    {
+    }
+}
