@@ -1,12 +1,14 @@
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
+using Trellis.Proxy.Http.Http2.Client;
+using Trellis.Proxy.Http.Http2.Frames;
+using Trellis.Proxy.Http.Http2.Server;
 using Trellis.Proxy.Listeners;
 
 namespace Trellis.Proxy.Http.Http2;
 
 /// <summary>
-/// One HTTP/2 request on its way through the proxy: the downstream request as routing sees it (method, authority,
-/// target, headers), the call's deadline and cancellation, and what the outcome was (for metrics and logs).
+/// One HTTP/2 request on its way through the proxy: the downstream stream as routing sees it (method, authority,
+/// target, fields), the call's deadline and cancellation, the response being built (status, fields; sent on the
+/// first body write or at the end), and what the outcome was (for metrics and logs).
 /// </summary>
 internal sealed class Http2Exchange : IRequestHeaders, IDisposable
 {
@@ -17,28 +19,27 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
     private TimeSpan? _timeout;
     private volatile bool _timedOut;
 
-    public Http2Exchange(HttpContext http, TimeProvider time)
+    public Http2Exchange(Http2ServerStream stream, DownstreamConnection connection, TimeProvider time)
     {
-        Http = http;
+        Stream = stream;
+        Connection = connection;
         _time = time;
         _started = time.GetTimestamp();
-        Connection = http.Features.Get<IDownstreamConnectionFeature>()?.Connection;
-        var request = http.Request;
-        Method = request.Method;
-        Authority = request.Headers.Host.ToString();
-        Target = http.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path.Value + request.QueryString.Value;
-        IsGrpc = GrpcProtocol.IsGrpc(request.ContentType);
-        _call = CancellationTokenSource.CreateLinkedTokenSource(http.RequestAborted);
+        Method = stream.Method;
+        Authority = stream.Authority;
+        Target = stream.Path;
+        IsGrpc = GrpcProtocol.IsGrpc(Get("content-type"));
+        _call = CancellationTokenSource.CreateLinkedTokenSource(stream.Aborted);
     }
 
-    public HttpContext Http { get; }
+    public Http2ServerStream Stream { get; }
 
-    /// <summary>The handed-over connection the request came in on (null only if Kestrel lost the feature).</summary>
-    public DownstreamConnection? Connection { get; }
+    /// <summary>The connection the request came in on.</summary>
+    public DownstreamConnection Connection { get; }
 
     public string Method { get; }
 
-    /// <summary>:authority (Kestrel keeps it as the Host header); empty when the client sent none.</summary>
+    /// <summary>:authority (or the host field); empty when the client sent neither.</summary>
     public string Authority { get; }
 
     /// <summary>:path as received: path and query, not decoded.</summary>
@@ -47,7 +48,7 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
     public bool IsGrpc { get; }
 
     /// <summary>The client reset the stream or went away.</summary>
-    public bool ClientGone => Http.RequestAborted.IsCancellationRequested;
+    public bool ClientGone => Stream.Aborted.IsCancellationRequested;
 
     /// <summary>Cancelled when the client goes away or the call's deadline passes.</summary>
     public CancellationToken CallToken => _call.Token;
@@ -66,6 +67,18 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
 
     /// <summary>grpc-status sent downstream (gRPC calls; null if the stream was reset).</summary>
     public int? GrpcStatus { get; set; }
+
+    /// <summary>The response status (sent with the head).</summary>
+    public int Status { get; set; } = 200;
+
+    /// <summary>The response fields (lower-case names), sent with the head.</summary>
+    public List<Http2HeaderField> ResponseFields { get; } = [];
+
+    /// <summary>The response head went out: status and fields can no longer change.</summary>
+    public bool HeadSent { get; private set; }
+
+    /// <summary>The response was ended (end of stream sent).</summary>
+    public bool Ended { get; private set; }
 
     /// <summary>Arms the call's deadline, counted from the request's arrival.</summary>
     public void StartDeadline(TimeSpan timeout)
@@ -92,8 +105,65 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
         }
     }
 
-    public string? Get(string name) =>
-        Http.Request.Headers.TryGetValue(name, out var values) && values.Count > 0 ? values[0] : null;
+    public string? Get(string name)
+    {
+        Span<byte> bytes = name.Length <= 128 ? stackalloc byte[name.Length] : new byte[name.Length];
+        System.Text.Encoding.Latin1.GetBytes(name, bytes);
+        return Stream.TryGetField(bytes, out var value) ? System.Text.Encoding.Latin1.GetString(value) : null;
+    }
+
+    /// <summary>Sets a response field, replacing any of that name.</summary>
+    public void SetResponseField(string name, string value)
+    {
+        RemoveResponseField(name);
+        ResponseFields.Add(new(name, value));
+    }
+
+    public void RemoveResponseField(string name) =>
+        ResponseFields.RemoveAll(f => f.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Sends the head now (a stream that has not produced its first message yet).</summary>
+    public ValueTask SendHeadAsync()
+    {
+        HeadSent = true;
+        return Stream.WriteResponseHeadAsync(Status, ResponseFields, endStream: false);
+    }
+
+    /// <summary>Sends body bytes (the head first, if it has not gone out).</summary>
+    public async ValueTask WriteBodyAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (!HeadSent)
+        {
+            await SendHeadAsync().ConfigureAwait(false);
+        }
+        await Stream.WriteDataAsync(data, endStream: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the response: with trailers when there are any, else with an empty end of stream (or a head-only response).</summary>
+    public async ValueTask EndAsync(IReadOnlyList<Http2HeaderField>? trailers)
+    {
+        Ended = true;
+        if (!HeadSent)
+        {
+            HeadSent = true;
+            var hasTrailers = trailers is { Count: > 0 };
+            await Stream.WriteResponseHeadAsync(Status, ResponseFields, endStream: !hasTrailers).ConfigureAwait(false);
+            if (hasTrailers)
+            {
+                await Stream.WriteTrailersAsync(trailers!).ConfigureAwait(false);
+            }
+            return;
+        }
+        if (trailers is { Count: > 0 })
+        {
+            await Stream.WriteTrailersAsync(trailers).ConfigureAwait(false);
+            return;
+        }
+        await Stream.WriteDataAsync(ReadOnlyMemory<byte>.Empty, endStream: true, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>Resets the stream: the response cannot be finished properly.</summary>
+    public void Abort() => Stream.Reset(Http2ErrorCode.InternalError);
 
     public void Dispose()
     {

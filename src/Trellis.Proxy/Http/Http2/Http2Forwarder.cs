@@ -3,13 +3,12 @@ using System.Collections.Frozen;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Primitives;
 using Trellis.Proxy.Http.Http1;
 using Trellis.Proxy.Http.Http2.Client;
 using Trellis.Proxy.Http.Http2.Frames;
+using Trellis.Proxy.Http.Http2.Server;
+using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
 using Trellis.Proxy.Security;
@@ -62,12 +61,17 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         _pools = new Http2ConnectionPools(time, new Http2ClientOptions { ConnectTimeout = options.DefaultConnectTimeout }, TimeSpan.FromSeconds(5));
     }
 
-    public async Task HandleAsync(HttpContext http)
+    /// <summary>Serves one request stream of <paramref name="connection"/> to its end.</summary>
+    public async ValueTask HandleAsync(Http2ServerStream stream, DownstreamConnection connection)
     {
-        using var exchange = new Http2Exchange(http, _time);
+        using var exchange = new Http2Exchange(stream, connection, _time);
         try
         {
             await RouteAsync(exchange).ConfigureAwait(false);
+            if (!exchange.Ended && !exchange.ClientGone)
+            {
+                await exchange.EndAsync(null).ConfigureAwait(false);
+            }
         }
         catch (Exception) when (exchange.ClientGone)
         {
@@ -76,12 +80,12 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         catch (Exception ex)
         {
             LogUnexpected(_log, exchange.Method, exchange.Target, ex);
-            http.Abort();
+            exchange.Abort();
         }
         finally
         {
             var grpc = exchange.IsGrpc;
-            _metrics.Request(exchange.Cluster, http.Response.StatusCode, exchange.Error == ProxyError.None ? "" : exchange.Error.Code(),
+            _metrics.Request(exchange.Cluster, exchange.Status, exchange.Error == ProxyError.None ? "" : exchange.Error.Code(),
                 grpc, exchange.ClientGone ? null : exchange.GrpcStatus);
         }
     }
@@ -89,11 +93,7 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
     private async Task RouteAsync(Http2Exchange exchange)
     {
         var model = _state.Current; // per request: route changes apply to the next request of a live connection
-        if (exchange.Connection?.Target is not { } target)
-        {
-            await RespondErrorAsync(exchange, ProxyError.NoRoute).ConfigureAwait(false);
-            return;
-        }
+        var target = exchange.Connection.Target;
         var request = new RouteRequest(exchange.Method, exchange.Authority, exchange.Target, exchange);
         var decision = ListenerRouting.Resolve(target, model, request, _roll());
         if (decision.Error != ProxyError.None)
@@ -111,7 +111,7 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             }
             if (route.Redirect is { } redirect)
             {
-                RespondRedirect(exchange, route, redirect);
+                await RespondRedirectAsync(exchange, route, redirect).ConfigureAwait(false);
                 return;
             }
             if (!_policies.TryAcquireRateLimit(route))
@@ -122,7 +122,7 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             var fault = _policies.DecideFault(route);
             if (fault.Delay > TimeSpan.Zero)
             {
-                await Task.Delay(fault.Delay, _time, exchange.Http.RequestAborted).ConfigureAwait(false);
+                await Task.Delay(fault.Delay, _time, exchange.Stream.Aborted).ConfigureAwait(false);
             }
             if (fault.Aborts)
             {
@@ -165,8 +165,8 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
     {
         TimeSpan? timeout = route?.Timeout is { } t && t > TimeSpan.Zero ? t : null;
         if (exchange.IsGrpc
-            && exchange.Http.Request.Headers.TryGetValue(GrpcProtocol.TimeoutHeader, out var value)
-            && GrpcProtocol.TryParseTimeout(value.ToString(), out var grpcTimeout)
+            && exchange.Get(GrpcProtocol.TimeoutHeader) is { } value
+            && GrpcProtocol.TryParseTimeout(value, out var grpcTimeout)
             && (timeout is null || grpcTimeout < timeout))
         {
             timeout = grpcTimeout;
@@ -179,10 +179,8 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
 
     private async Task ForwardAsync(Http2Exchange exchange, RouteModel? route, ClusterRuntime? runtime, IPEndPoint? fixedAddress, TimeSpan connectTimeout)
     {
-        var http = exchange.Http;
         var policy = route?.Retry is { NumRetries: > 0 } retry ? retry : null;
-        var hasBody = http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? true;
-        var body = hasBody ? new RequestBody(http.Request.BodyReader, keepCopy: policy is not null) : null;
+        var body = exchange.Stream.RequestHeadEndsStream ? null : new RequestBody(exchange.Stream, keepCopy: policy is not null);
         try
         {
             var hash = runtime is null ? 0 : RequestHash(route, exchange);
@@ -392,9 +390,8 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
     /// </summary>
     private static List<Http2HeaderField> BuildFields(Http2Exchange exchange, RouteModel? route, string scheme, int attemptNumber)
     {
-        var http = exchange.Http;
-        var headers = http.Request.Headers;
-        var fields = new List<Http2HeaderField>(headers.Count + 6)
+        var stream = exchange.Stream;
+        var fields = new List<Http2HeaderField>(stream.FieldCount + 6)
         {
             new(":method", exchange.Method),
             new(":scheme", scheme),
@@ -402,32 +399,37 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             new(":path", RouteRewrites.UpstreamPath(route, exchange.Target)),
         };
         var remaining = exchange.IsGrpc ? exchange.Remaining : null;
-        foreach (var header in headers)
+        for (var i = 0; i < stream.FieldCount; i++)
         {
-            var name = header.Key;
-            if (name.Length == 0 || name[0] == ':' || SkippedRequestHeaders.Contains(name))
+            var nameBytes = stream.FieldName(i);
+            if (nameBytes.IsEmpty || nameBytes[0] == (byte)':')
             {
                 continue;
             }
-            if (name.Equals("te", StringComparison.OrdinalIgnoreCase))
+            var name = HeaderName(nameBytes);
+            if (SkippedRequestHeaders.Contains(name))
+            {
+                continue;
+            }
+            var value = System.Text.Encoding.Latin1.GetString(stream.FieldValue(i));
+            if (name == "te")
             {
                 // The only TE allowed in HTTP/2; gRPC servers require it.
-                if (header.Value.ToString().Contains("trailers", StringComparison.OrdinalIgnoreCase))
+                if (value.Contains("trailers", StringComparison.OrdinalIgnoreCase))
                 {
                     fields.Add(new("te", "trailers"));
                 }
                 continue;
             }
-            if ((remaining is not null && name.Equals(GrpcProtocol.TimeoutHeader, StringComparison.OrdinalIgnoreCase))
-                || (route is not null && IsReplaced(route, name)))
+            if ((remaining is not null && name == GrpcProtocol.TimeoutHeader) || (route is not null && IsReplaced(route, name)))
             {
                 continue;
             }
-            AddFields(fields, name, header.Value);
+            fields.Add(new(name, value));
         }
-        if (http.Request.ContentLength is long length)
+        if (stream.ContentLength >= 0)
         {
-            fields.Add(new("content-length", length.ToString(CultureInfo.InvariantCulture)));
+            fields.Add(new("content-length", stream.ContentLength.ToString(CultureInfo.InvariantCulture)));
         }
         if (route is not null)
         {
@@ -448,19 +450,33 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         return fields;
     }
 
-    private static void AddFields(List<Http2HeaderField> fields, string name, StringValues values)
+    /// <summary>A request field name as a string: the names every request carries come from a table, not a new string.</summary>
+    private static string HeaderName(ReadOnlySpan<byte> name)
     {
-        name = LowerCase(name);
-        if (values.Count == 1)
+        foreach (var known in CommonRequestHeaders)
         {
-            fields.Add(new(name, values.ToString()));
-            return;
+            if (name.Length == known.Length && Latin1Equals(name, known))
+            {
+                return known;
+            }
         }
-        foreach (var value in values)
-        {
-            fields.Add(new(name, value ?? ""));
-        }
+        return System.Text.Encoding.Latin1.GetString(name);
     }
+
+    private static bool Latin1Equals(ReadOnlySpan<byte> bytes, string text)
+    {
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            if (bytes[i] != text[i])
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static readonly string[] CommonRequestHeaders =
+        ["content-type", "te", "user-agent", "accept", "accept-encoding", "grpc-timeout", "grpc-accept-encoding", "grpc-encoding", "content-length", "host"];
 
     /// <summary>The name in lower case (names that already are, which is every name an HTTP/2 client sends, are not copied).</summary>
     private static string LowerCase(string name)
@@ -495,31 +511,11 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         return false;
     }
 
-    private static void AddRequestHeader(HttpRequestMessage message, string name, StringValues values)
-    {
-        if (values.Count == 1)
-        {
-            var value = values.ToString();
-            if (!message.Headers.TryAddWithoutValidation(name, value))
-            {
-                message.Content?.Headers.TryAddWithoutValidation(name, value);
-            }
-            return;
-        }
-        IEnumerable<string?> many = values;
-        if (!message.Headers.TryAddWithoutValidation(name, many))
-        {
-            message.Content?.Headers.TryAddWithoutValidation(name, many);
-        }
-    }
-
     /// <summary>Relays the upstream response: status and headers, the body as it arrives, then trailers.</summary>
     private async Task RelayAsync(Http2Exchange exchange, RouteModel? route, Http2ClientStream upstream, Http2ResponseHead head)
     {
-        var http = exchange.Http;
-        var response = http.Response;
         var status = head.Status;
-        response.StatusCode = status;
+        exchange.Status = status;
         long? contentLength = null;
         foreach (var field in head.Fields)
         {
@@ -531,11 +527,11 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             {
                 contentLength = n;
             }
-            response.Headers.Append(field.Name, field.Value);
+            exchange.ResponseFields.Add(field);
         }
         if (route is not null)
         {
-            ApplyResponseMutations(route, response.Headers);
+            ApplyResponseMutations(route, exchange);
         }
         if (exchange.IsGrpc)
         {
@@ -544,6 +540,7 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         }
         if (head.EndStream)
         {
+            await exchange.EndAsync(null).ConfigureAwait(false);
             return;
         }
 
@@ -560,10 +557,10 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
                 try
                 {
                     var pending = upstream.ReadDataAsync(buffer, exchange.CallToken);
-                    if (!pending.IsCompleted && !response.HasStarted)
+                    if (!pending.IsCompleted && !exchange.HeadSent)
                     {
                         // Nothing to send yet (a stream that has not produced its first message): headers go out now.
-                        await response.StartAsync(http.RequestAborted).ConfigureAwait(false);
+                        await exchange.SendHeadAsync().ConfigureAwait(false);
                     }
                     read = await pending.ConfigureAwait(false);
                 }
@@ -576,7 +573,7 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
                 {
                     break;
                 }
-                await response.Body.WriteAsync(buffer.AsMemory(0, read), http.RequestAborted).ConfigureAwait(false);
+                await exchange.WriteBodyAsync(buffer.AsMemory(0, read), exchange.Stream.Aborted).ConfigureAwait(false);
             }
         }
         finally
@@ -584,17 +581,12 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        if (upstream.Trailers is { Count: > 0 } trailers && response.SupportsTrailers())
+        var trailers = upstream.Trailers;
+        if (trailers is { Count: > 0 } && exchange.IsGrpc && ParseGrpcStatus(trailers) is { } trailerStatus)
         {
-            foreach (var trailer in trailers)
-            {
-                response.AppendTrailer(trailer.Name, trailer.Value);
-            }
-            if (exchange.IsGrpc && ParseGrpcStatus(trailers) is { } trailerStatus)
-            {
-                exchange.GrpcStatus = trailerStatus;
-            }
+            exchange.GrpcStatus = trailerStatus;
         }
+        await exchange.EndAsync(trailers).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -611,40 +603,43 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
             ? ProxyError.UpstreamTimeout
             : Classify(failure);
         LogResponseFailed(_log, exchange.Cluster, error.Code(), failure.Message);
-        var response = exchange.Http.Response;
-        if (!response.HasStarted)
+        if (!exchange.HeadSent)
         {
             await RespondErrorAsync(exchange, error).ConfigureAwait(false);
             return;
         }
         exchange.Error = error;
-        if (exchange.IsGrpc && response.SupportsTrailers())
+        if (exchange.IsGrpc)
         {
             var grpcStatus = error.GrpcStatus();
-            response.AppendTrailer(GrpcProtocol.StatusHeader, GrpcProtocol.StatusString(grpcStatus));
-            response.AppendTrailer(GrpcProtocol.MessageHeader, GrpcProtocol.EncodeMessage(error.Message()));
-            response.AppendTrailer(ProxyErrors.HeaderName, error.Code());
             exchange.GrpcStatus = grpcStatus;
+            await exchange.EndAsync(
+            [
+                new(GrpcProtocol.StatusHeader, GrpcProtocol.StatusString(grpcStatus)),
+                new(GrpcProtocol.MessageHeader, GrpcProtocol.EncodeMessage(error.Message())),
+                new(ProxyErrors.HeaderName, error.Code()),
+            ]).ConfigureAwait(false);
             return;
         }
-        exchange.Http.Abort();
+        exchange.Abort();
     }
 
-    private static void ApplyResponseMutations(RouteModel route, IHeaderDictionary headers)
+    private static void ApplyResponseMutations(RouteModel route, Http2Exchange exchange)
     {
         foreach (var name in route.ResponseHeadersToRemove)
         {
-            headers.Remove(name);
+            exchange.RemoveResponseField(name);
         }
         foreach (var add in route.ResponseHeadersToAdd)
         {
+            var name = LowerCase(add.Name);
             if (add.Append)
             {
-                headers.Append(add.Name, add.Value);
+                exchange.ResponseFields.Add(new(name, add.Value));
             }
             else
             {
-                headers[add.Name] = add.Value;
+                exchange.SetResponseField(name, add.Value);
             }
         }
     }
@@ -657,30 +652,34 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
 
     private static async Task RespondDirectAsync(Http2Exchange exchange, RouteModel route, int status)
     {
-        var response = exchange.Http.Response;
-        response.StatusCode = status;
-        ApplyResponseMutations(route, response.Headers);
+        exchange.Status = status;
+        ApplyResponseMutations(route, exchange);
         if (exchange.IsGrpc && status != 200)
         {
             exchange.GrpcStatus = GrpcProtocol.StatusFromHttp(status);
         }
         if (route.DirectResponseBody is { Length: > 0 } body)
         {
-            response.ContentType ??= "text/plain; charset=utf-8";
-            await response.WriteAsync(body, exchange.Http.RequestAborted).ConfigureAwait(false);
+            if (!exchange.ResponseFields.Exists(f => f.Name == "content-type"))
+            {
+                exchange.ResponseFields.Add(new("content-type", "text/plain; charset=utf-8"));
+            }
+            await exchange.WriteBodyAsync(System.Text.Encoding.UTF8.GetBytes(body), exchange.Stream.Aborted).ConfigureAwait(false);
         }
+        await exchange.EndAsync(null).ConfigureAwait(false);
     }
 
-    private static void RespondRedirect(Http2Exchange exchange, RouteModel route, RedirectModel redirect)
+    private static ValueTask RespondRedirectAsync(Http2Exchange exchange, RouteModel route, RedirectModel redirect)
     {
-        var response = exchange.Http.Response;
-        response.StatusCode = redirect.StatusCode;
-        response.Headers.Location = RouteRewrites.RedirectLocation(route, redirect, "http", exchange.Authority, exchange.Target);
-        ApplyResponseMutations(route, response.Headers);
+        exchange.Status = redirect.StatusCode;
+        exchange.SetResponseField("location", RouteRewrites.RedirectLocation(route, redirect, exchange.Stream.Scheme is { Length: > 0 } scheme ? scheme : "http",
+            exchange.Authority, exchange.Target));
+        ApplyResponseMutations(route, exchange);
         if (exchange.IsGrpc)
         {
             exchange.GrpcStatus = GrpcProtocol.StatusFromHttp(redirect.StatusCode);
         }
+        return exchange.EndAsync(null);
     }
 
     private static Task RespondErrorAsync(Http2Exchange exchange, ProxyError error) =>
@@ -694,21 +693,42 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
     {
         var message = detail is null ? error.Message() : string.Concat(error.Message(), ": ", detail);
         exchange.Error = error;
-        var response = exchange.Http.Response;
-        response.Headers.Clear();
-        response.Headers[ProxyErrors.HeaderName] = error.Code();
+        var fields = exchange.ResponseFields;
+        fields.Clear();
+        fields.Add(new(ProxyErrors.HeaderName, error.Code()));
         if (exchange.IsGrpc)
         {
-            response.StatusCode = 200;
-            response.ContentType = GrpcProtocol.ContentType;
-            response.Headers[GrpcProtocol.StatusHeader] = GrpcProtocol.StatusString(grpcStatus);
-            response.Headers[GrpcProtocol.MessageHeader] = GrpcProtocol.EncodeMessage(message);
+            exchange.Status = 200;
+            fields.Add(new("content-type", GrpcProtocol.ContentType));
+            fields.Add(new(GrpcProtocol.StatusHeader, GrpcProtocol.StatusString(grpcStatus)));
+            fields.Add(new(GrpcProtocol.MessageHeader, GrpcProtocol.EncodeMessage(message)));
             exchange.GrpcStatus = grpcStatus;
+            await exchange.EndAsync(null).ConfigureAwait(false);
             return;
         }
-        response.StatusCode = httpStatus;
-        response.ContentType = "text/plain; charset=utf-8";
-        await response.WriteAsync(string.Concat(message, "\n"), exchange.Http.RequestAborted).ConfigureAwait(false);
+        exchange.Status = httpStatus;
+        fields.Add(new("content-type", "text/plain; charset=utf-8"));
+        await exchange.WriteBodyAsync(System.Text.Encoding.UTF8.GetBytes(string.Concat(message, "\n")), exchange.Stream.Aborted).ConfigureAwait(false);
+        await exchange.EndAsync(null).ConfigureAwait(false);
+    }
+
+    /// <summary>The value of cookie <paramref name="name"/> in a cookie field ("a=1; b=2"), or null.</summary>
+    private static string? CookieValue(string? header, string name)
+    {
+        if (header is null)
+        {
+            return null;
+        }
+        foreach (var part in header.Split(';'))
+        {
+            var pair = part.AsSpan().Trim();
+            var eq = pair.IndexOf('=');
+            if (eq > 0 && pair[..eq].SequenceEqual(name))
+            {
+                return pair[(eq + 1)..].ToString();
+            }
+        }
+        return null;
     }
 
     /// <summary>The key for ring hash / consistent choice: the route's hash header, cookie or the caller's address.</summary>
@@ -725,11 +745,11 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
         }
         else if (route.HashCookie is { } cookie)
         {
-            key = exchange.Http.Request.Cookies[cookie];
+            key = CookieValue(exchange.Get("cookie"), cookie);
         }
         else if (route.HashSourceIp)
         {
-            key = exchange.Http.Connection.RemoteIpAddress?.ToString();
+            key = (exchange.Connection.Socket.RemoteEndPoint as IPEndPoint)?.Address.ToString();
         }
         if (key is null)
         {

@@ -1,11 +1,6 @@
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Abstractions;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
+using Trellis.Proxy.Http.Http2.Server;
 using Trellis.Proxy.Listeners;
 using Trellis.Proxy.Model;
 using Trellis.Proxy.Policies;
@@ -19,13 +14,10 @@ internal sealed record Http2FrontendOptions
     /// <summary>SETTINGS_MAX_CONCURRENT_STREAMS announced to each downstream connection.</summary>
     public int MaxStreamsPerConnection { get; init; } = 256;
 
-    /// <summary>Decoded request header list size (HPACK); larger requests get 431 or a stream reset.</summary>
+    /// <summary>Decoded request header list size (HPACK); larger requests get 431 or, past what can be decoded, a connection error.</summary>
     public int MaxRequestHeadersTotalSize { get; init; } = 60 * 1024;
 
     public int MaxRequestHeaderCount { get; init; } = 100;
-
-    /// <summary>Pooled upstream connections idle this long are closed (ClusterModel.IdleTimeout's default).</summary>
-    public TimeSpan UpstreamIdleTimeout { get; init; } = TimeSpan.FromMinutes(1);
 
     /// <summary>Connect timeout for fixed targets and clusters that set none.</summary>
     public TimeSpan DefaultConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
@@ -35,31 +27,30 @@ internal sealed record Http2FrontendOptions
 }
 
 /// <summary>
-/// HTTP/2 (h2c, gRPC) for the proxy's listeners: Kestrel's HTTP/2 server running on a transport of handed-over
-/// sockets (it binds no port), with every request routed and forwarded by <see cref="Http2Forwarder"/> over the
-/// proxy's own HTTP/2 client connections (<see cref="Client.Http2ClusterPool"/>). One instance per proxy process; Kestrel starts on the first connection (or
-/// <see cref="StartAsync"/>). Each request reads the model current at its start, so route changes apply to the
-/// next request of a long-lived connection.
+/// HTTP/2 (h2c, gRPC, and h2 over TLS the listener terminated) for the proxy's listeners: each handed-over
+/// connection is served by our own <see cref="Http2ServerConnection"/>, and every request stream is routed and
+/// forwarded by <see cref="Http2Forwarder"/> over the proxy's own HTTP/2 client connections. One instance per proxy
+/// process. Each request reads the model current at its start, so route changes apply to the next request of a
+/// long-lived connection.
 /// </summary>
 internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
 {
     private readonly Http2FrontendOptions _options;
-    private readonly ILoggerFactory _loggerFactory;
+    private readonly Http2ServerOptions _serverOptions;
+    private readonly TimeProvider _time;
     private readonly ILogger _log;
-    private readonly HandoffListenerFactory _transport = new();
     private readonly Http2Forwarder _forwarder;
     private readonly Http2Metrics _metrics;
     private readonly bool _ownsMetrics;
-    private readonly Lock _startLock = new();
-    private Task<HandoffListener>? _starting;
-    private KestrelServer? _server;
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly ConcurrentDictionary<Http2ServerConnection, Task> _connections = new();
     private volatile bool _disposed;
 
     /// <param name="state">The proxy's model; each request reads <see cref="ModelState.Current"/>.</param>
     /// <param name="clusters">Per-cluster runtime state (shared with the other protocol paths).</param>
     /// <param name="policies">Rate limits, faults, retry decisions (shared with the other protocol paths).</param>
     /// <param name="time">Clock for timeouts, fault delays and retry backoff.</param>
-    /// <param name="loggerFactory">Logs of the frontend and of Kestrel (Kestrel's own are mostly debug).</param>
+    /// <param name="loggerFactory">Logs of the frontend and its connections.</param>
     /// <param name="options">Limits; null takes the defaults.</param>
     /// <param name="roll">Uniform random numbers for weighted cluster choice; null uses Random.Shared.</param>
     /// <param name="metrics">Instruments; null creates them on the "Trellis.Proxy" meter.</param>
@@ -68,7 +59,14 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options ?? new Http2FrontendOptions();
-        _loggerFactory = loggerFactory;
+        _serverOptions = new Http2ServerOptions
+        {
+            MaxConcurrentStreams = _options.MaxStreamsPerConnection,
+            MaxHeaderListSize = _options.MaxRequestHeadersTotalSize,
+            MaxHeaderCount = _options.MaxRequestHeaderCount,
+            DrainTimeout = _options.ShutdownTimeout,
+        };
+        _time = time;
         _log = loggerFactory.CreateLogger<Http2Frontend>();
         _ownsMetrics = metrics is null;
         _metrics = metrics ?? new Http2Metrics();
@@ -77,46 +75,44 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
 
     private static uint DefaultRoll() => (uint)Random.Shared.Next() ^ ((uint)Random.Shared.Next() << 1);
 
-    /// <summary>Starts Kestrel now instead of on the first connection.</summary>
-    public Task StartAsync(CancellationToken cancellationToken = default) => EnsureStartedAsync(cancellationToken);
+    /// <summary>Nothing to start: connections are served as they are handed over.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
 
     /// <summary>
-    /// Serves one connection whose first bytes were the HTTP/2 preface, until the peer or the server ends it. The
-    /// socket is closed when this returns. Cancelling <paramref name="cancellationToken"/> asks for a graceful close
-    /// (GOAWAY; streams in flight finish); a connection handed over with the token already cancelled is closed.
-    /// Limits: a header list over MaxRequestHeadersTotalSize gets 431; a single field over it fails HPACK decoding,
-    /// which HTTP/2 answers by closing the connection (COMPRESSION_ERROR).
+    /// Serves one connection whose first bytes were the HTTP/2 preface (or that chose h2 by ALPN), until the peer or
+    /// the server ends it. Cancelling <paramref name="cancellationToken"/> asks for a graceful close (GOAWAY; streams
+    /// in flight finish); a connection handed over with the token already cancelled is closed.
+    /// Limits: a header list over MaxRequestHeadersTotalSize gets 431; a field block too large to decode at all is a
+    /// connection error (COMPRESSION_ERROR).
     /// </summary>
     public async Task ServeAsync(DownstreamConnection connection, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        var handoff = new HandoffConnection(connection);
-        if (cancellationToken.IsCancellationRequested)
+        if (cancellationToken.IsCancellationRequested || _disposed)
         {
             // Draining already: a connection that arrives now is closed, not served.
-            await handoff.DisposeAsync().ConfigureAwait(false);
             return;
         }
-        HandoffListener listener;
-        try
-        {
-            listener = await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await handoff.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-        if (!listener.TryHandOver(handoff))
-        {
-            await handoff.DisposeAsync().ConfigureAwait(false);
-            return;
-        }
+        var server = connection.Tls is { } tls
+            ? Http2ServerConnection.Create(tls, connection.Prefix, _serverOptions, _time, _log)
+            : Http2ServerConnection.Create(connection.Socket, connection.Prefix, _serverOptions, _time, _log);
         _metrics.ConnectionOpened();
+        using var drain = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _shutdown.Token);
         try
         {
-            using var close = cancellationToken.Register(static c => ((HandoffConnection)c!).RequestClose(), handoff);
-            await handoff.Completed.ConfigureAwait(false);
+            await using (server.ConfigureAwait(false))
+            {
+                var running = server.RunAsync(new Handler(_forwarder, connection), drain.Token);
+                _connections[server] = running;
+                try
+                {
+                    await running.ConfigureAwait(false);
+                }
+                finally
+                {
+                    _connections.TryRemove(server, out _);
+                }
+            }
         }
         finally
         {
@@ -124,38 +120,7 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
         }
     }
 
-    private Task<HandoffListener> EnsureStartedAsync(CancellationToken cancellationToken)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        lock (_startLock)
-        {
-            return _starting ??= StartServerAsync(cancellationToken);
-        }
-    }
-
-    private async Task<HandoffListener> StartServerAsync(CancellationToken cancellationToken)
-    {
-        // AllowAlternateSchemes: a connection whose TLS the listener terminated arrives here decrypted, with :scheme https.
-        var kestrel = new KestrelServerOptions { AddServerHeader = false, AllowAlternateSchemes = true };
-        var limits = kestrel.Limits;
-        limits.MaxRequestBodySize = null; // streamed, never buffered whole
-        limits.MinRequestBodyDataRate = null; // long-lived gRPC streams may be idle
-        limits.MinResponseDataRate = null;
-        limits.MaxConcurrentConnections = null;
-        limits.MaxRequestHeadersTotalSize = _options.MaxRequestHeadersTotalSize;
-        limits.MaxRequestHeaderCount = _options.MaxRequestHeaderCount;
-        limits.Http2.MaxStreamsPerConnection = _options.MaxStreamsPerConnection;
-        limits.Http2.MaxRequestHeaderFieldSize = _options.MaxRequestHeadersTotalSize;
-        // Http2 only: on a cleartext endpoint that means prior-knowledge h2c.
-        kestrel.Listen(new HandoffEndPoint(), l => l.Protocols = HttpProtocols.Http2);
-        var server = new KestrelServer(Options.Create(kestrel), _transport, _loggerFactory);
-        await server.StartAsync(new ForwardingApplication(_forwarder), cancellationToken).ConfigureAwait(false);
-        _server = server;
-        LogStarted(_log, _options.MaxStreamsPerConnection);
-        return _transport.Listener ?? throw new InvalidOperationException("Kestrel started without binding the HTTP/2 hand-off transport");
-    }
-
-    /// <summary>Stops Kestrel (streams in flight get <see cref="Http2FrontendOptions.ShutdownTimeout"/>), then the upstream pool.</summary>
+    /// <summary>Drains every connection (streams in flight get <see cref="Http2FrontendOptions.ShutdownTimeout"/>), then the upstream pool.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_disposed)
@@ -163,58 +128,30 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
             return;
         }
         _disposed = true;
-        Task<HandoffListener>? starting;
-        lock (_startLock)
+        await _shutdown.CancelAsync().ConfigureAwait(false);
+        var running = _connections.Values.ToArray();
+        try
         {
-            starting = _starting;
+            await Task.WhenAll(running).WaitAsync(_options.ShutdownTimeout + TimeSpan.FromSeconds(1), _time).ConfigureAwait(false);
         }
-        if (starting is not null)
+        catch (TimeoutException)
         {
-            try
-            {
-                await starting.ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
-            {
-            }
-        }
-        if (_server is { } server)
-        {
-            using var timeout = new CancellationTokenSource(_options.ShutdownTimeout);
-            await server.StopAsync(timeout.Token).ConfigureAwait(false);
-            server.Dispose();
+            LogShutdownTimedOut(_log, running.Length);
         }
         await _forwarder.DisposeAsync().ConfigureAwait(false);
         if (_ownsMetrics)
         {
             _metrics.Dispose();
         }
+        _shutdown.Dispose();
     }
 
-    /// <summary>Kestrel's request callback: one reusable HttpContext per stream, each request to the forwarder.</summary>
-    private sealed class ForwardingApplication(Http2Forwarder forwarder) : IHttpApplication<DefaultHttpContext>
+    /// <summary>The request callback of one connection: every stream to the forwarder, with the connection it came on.</summary>
+    private sealed class Handler(Http2Forwarder forwarder, DownstreamConnection connection) : IHttp2ServerHandler
     {
-        public DefaultHttpContext CreateContext(IFeatureCollection contextFeatures)
-        {
-            if (contextFeatures is IHostContextContainer<DefaultHttpContext> container)
-            {
-                if (container.HostContext is { } reused)
-                {
-                    reused.Initialize(contextFeatures);
-                    return reused;
-                }
-                var created = new DefaultHttpContext(contextFeatures);
-                container.HostContext = created;
-                return created;
-            }
-            return new DefaultHttpContext(contextFeatures);
-        }
-
-        public Task ProcessRequestAsync(DefaultHttpContext context) => forwarder.HandleAsync(context);
-
-        public void DisposeContext(DefaultHttpContext context, Exception? exception) => context.Uninitialize();
+        public ValueTask HandleAsync(Http2ServerStream stream) => forwarder.HandleAsync(stream, connection);
     }
 
-    [LoggerMessage(1, LogLevel.Information, "HTTP/2 frontend started (h2c, at most {Streams} streams per connection)")]
-    private static partial void LogStarted(ILogger logger, int streams);
+    [LoggerMessage(1, LogLevel.Warning, "HTTP/2 frontend: {Count} connections still busy after the shutdown timeout; closing them")]
+    private static partial void LogShutdownTimedOut(ILogger logger, int count);
 }

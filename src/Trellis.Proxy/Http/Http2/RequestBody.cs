@@ -1,6 +1,6 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using Trellis.Proxy.Http.Http2.Client;
+using Trellis.Proxy.Http.Http2.Server;
 
 namespace Trellis.Proxy.Http.Http2;
 
@@ -14,7 +14,9 @@ internal sealed class RequestBody : IAsyncDisposable
 {
     public const int ReplayLimit = 64 * 1024;
 
-    private readonly PipeReader _source;
+    private const int ReadSize = 16 * 1024;
+
+    private readonly Http2ServerStream _source;
     private readonly bool _keepCopy;
     private readonly CancellationTokenSource _stop = new();
     private byte[]? _copy;
@@ -27,7 +29,7 @@ internal sealed class RequestBody : IAsyncDisposable
     private const int Streaming = 1;
     private const int Complete = 2;
 
-    public RequestBody(PipeReader source, bool keepCopy)
+    public RequestBody(Http2ServerStream source, bool keepCopy)
     {
         _source = source;
         _keepCopy = keepCopy;
@@ -70,22 +72,28 @@ internal sealed class RequestBody : IAsyncDisposable
         Volatile.Write(ref _state, Streaming);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stop.Token);
         var token = linked.Token;
-        while (true)
+        // A body of known small length gets a buffer its size.
+        var length = _source.ContentLength;
+        var buffer = ArrayPool<byte>.Shared.Rent(length is >= 0 and < ReadSize ? (int)Math.Max(length, 1) : ReadSize);
+        try
         {
-            var result = await _source.ReadAsync(token).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            foreach (var segment in buffer)
+            while (true)
             {
-                Keep(segment.Span);
-                await destination.WriteDataAsync(segment, endStream: false, token).ConfigureAwait(false);
+                var read = await _source.ReadDataAsync(buffer, token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    Volatile.Write(ref _state, Complete);
+                    await destination.WriteDataAsync(ReadOnlyMemory<byte>.Empty, endStream: true, token).ConfigureAwait(false);
+                    return;
+                }
+                Keep(buffer.AsSpan(0, read));
+                // Each read goes out at once (a gRPC message is forwarded as it arrives, not when a buffer fills).
+                await destination.WriteDataAsync(buffer.AsMemory(0, read), endStream: false, token).ConfigureAwait(false);
             }
-            _source.AdvanceTo(buffer.End);
-            if (result.IsCompleted)
-            {
-                Volatile.Write(ref _state, Complete);
-                await destination.WriteDataAsync(ReadOnlyMemory<byte>.Empty, endStream: true, token).ConfigureAwait(false);
-                return;
-            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
@@ -130,9 +138,6 @@ internal sealed class RequestBody : IAsyncDisposable
             await _pump.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException or Http2StreamException)
-        {
-        }
-        catch (Microsoft.AspNetCore.Http.BadHttpRequestException)
         {
         }
         _stop.Dispose();
