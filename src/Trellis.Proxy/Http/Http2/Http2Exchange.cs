@@ -139,6 +139,17 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
         await Stream.WriteDataAsync(data, endStream: false, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Sends the last body bytes with the end of the stream (the head first, if it has not gone out).</summary>
+    public async ValueTask WriteLastBodyAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        Ended = true;
+        if (!HeadSent)
+        {
+            await SendHeadAsync().ConfigureAwait(false);
+        }
+        await Stream.WriteDataAsync(data, endStream: true, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Ends the response: with trailers when there are any, else with an empty end of stream (or a head-only response).</summary>
     public async ValueTask EndAsync(IReadOnlyList<Http2HeaderField>? trailers)
     {

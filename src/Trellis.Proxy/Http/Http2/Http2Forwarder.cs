@@ -573,6 +573,12 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
                 {
                     break;
                 }
+                if (upstream.BodyDrained && upstream.Trailers is not { Count: > 0 })
+                {
+                    // The upstream is done and has no trailers: this is the last DATA frame (no empty one after it).
+                    await exchange.WriteLastBodyAsync(buffer.AsMemory(0, read), exchange.Stream.Aborted).ConfigureAwait(false);
+                    return;
+                }
                 await exchange.WriteBodyAsync(buffer.AsMemory(0, read), exchange.Stream.Aborted).ConfigureAwait(false);
             }
         }

@@ -205,6 +205,18 @@ internal sealed class Http2ClientStream : IDisposable
         }
     }
 
+    /// <summary>The response ended and every byte of its body was read: the next read returns 0.</summary>
+    public bool BodyDrained
+    {
+        get
+        {
+            lock (_connection.Sync)
+            {
+                return RemoteEnded && _bufferEnd == _bufferStart && Failure is null;
+            }
+        }
+    }
+
     /// <summary>Ends the stream with RST_STREAM(<paramref name="code"/>); a no-op on a finished stream.</summary>
     public void Reset(Http2ErrorCode code)
     {
