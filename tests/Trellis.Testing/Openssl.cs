@@ -10,6 +10,15 @@ public static class Openssl
     {
         var path = new[] { "/usr/bin/openssl", "/usr/local/bin/openssl" }.FirstOrDefault(File.Exists)
             ?? throw new InvalidOperationException("openssl is not installed: run scripts/test.sh (it installs the Debian package openssl) or apt-get install openssl");
+        return await ToolProcess.RunAsync(path, arguments, stdin);
+    }
+}
+
+/// <summary>Runs a command-line tool with text on its input (then closed): the exit code and stdout + stderr, within 30 s.</summary>
+public static class ToolProcess
+{
+    public static async Task<(int ExitCode, string Output)> RunAsync(string path, string arguments, string stdin)
+    {
         var psi = new ProcessStartInfo(path, arguments)
         {
             RedirectStandardInput = true,
@@ -29,7 +38,7 @@ public static class Openssl
         catch (OperationCanceledException)
         {
             process.Kill();
-            throw new TimeoutException($"openssl {arguments} did not finish within 30 s");
+            throw new TimeoutException($"{Path.GetFileName(path)} {arguments} did not finish within 30 s");
         }
         return (process.ExitCode, (await stdout) + (await stderr));
     }

@@ -9,19 +9,6 @@ public static class Promtool
     {
         var path = new[] { "/usr/bin/promtool", "/usr/local/bin/promtool" }.FirstOrDefault(File.Exists)
             ?? throw new InvalidOperationException("promtool is not installed: run scripts/test.sh (it installs the Debian package prometheus) or apt-get install prometheus");
-        var psi = new ProcessStartInfo(path, "check metrics")
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.StandardInput.WriteAsync(exposition);
-        process.StandardInput.Close();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, (await stdout) + (await stderr));
+        return await ToolProcess.RunAsync(path, "check metrics", exposition);
     }
 }

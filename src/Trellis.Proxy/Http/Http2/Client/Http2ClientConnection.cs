@@ -126,27 +126,27 @@ internal sealed class Http2ClientConnection : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(timeProvider);
         options.Validate();
-        using var timeout = new CancellationTokenSource(options.ConnectTimeout, timeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        Http2ClientConnection? connection = null;
-        try
+        using (var timeout = new CancellationTokenSource(options.ConnectTimeout, timeProvider))
+        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
         {
-            await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
-            connection = new Http2ClientConnection(socket, null, endpoint, options, timeProvider);
-            await connection.StartAsync(linked.Token).ConfigureAwait(false);
-            return connection;
+            try
+            {
+                await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new TimeoutException($"HTTP/2 connection to {endpoint}: no connection within {options.ConnectTimeout.TotalMilliseconds} ms");
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-        {
-            await CleanUpAsync(connection, socket).ConfigureAwait(false);
-            throw new TimeoutException($"HTTP/2 connection to {endpoint}: no server SETTINGS within {options.ConnectTimeout.TotalMilliseconds} ms of connecting");
-        }
-        catch
-        {
-            await CleanUpAsync(connection, socket).ConfigureAwait(false);
-            throw;
-        }
+        // The SETTINGS exchange gets its own ConnectTimeout, as for a connection the caller made.
+        return await StartAsync(socket, null, endpoint, options, timeProvider, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
