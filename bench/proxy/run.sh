@@ -41,8 +41,9 @@ dotnet build src/Trellis.Cli -c Release -nologo -v quiet >&2
 TRELLIS="dotnet $ROOT/src/Trellis.Cli/bin/Release/net10.0/trellis.dll"
 
 # Ports: backend 18080 (HTTP/1.1) and 18081 (h2c); nginx 18180/18181; HAProxy 18280/18281; Trellis 18380/18381.
-# TLS termination (HTTPS/1.1 and h2 by ALPN, to the HTTP/1.1 backend): nginx 18182, HAProxy 18282, Trellis 18382
-# (its inbound listener with --inbound-tls-cert), all with one self-signed P-256 certificate made here.
+# TLS termination (HTTPS/1.1 and h2 by ALPN): nginx 18182 and HAProxy 18282 to the HTTP/1.1 backend; Trellis keeps
+# the caller's protocol, so its inbound listener (--inbound-tls-cert) on 18382 serves HTTPS/1.1 to the HTTP/1.1
+# backend and a second sidecar's on 18383 serves h2 to the h2c backend. One self-signed P-256 certificate for all.
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -126,6 +127,11 @@ YAML
     --upstream bench:80=127.0.0.1:18380 --upstream bench:81=127.0.0.1:18381 \
     --app-port 18080 --inbound 127.0.0.1:18382 --inbound-tls-cert "$OUT/tls.crt" --inbound-tls-key "$OUT/tls.key" >"$OUT/trellis-proxy.log" 2>&1 & pids+=($!)
   PROXY_PID=$!
+  # The second sidecar (h2 over TLS to the h2c backend) shares core 1 but idles outside its own run.
+  DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 DOTNET_SYSTEM_BUFFERS_SHAREDARRAYPOOL_MAXARRAYSPERPARTITION=1024 taskset -c 1 "$OUT/proxy-bin/trellis-proxy" --service loadgen-h2 \
+    --control-plane 127.0.0.1:18010 --admin 127.0.0.1:18392 \
+    --app-port 18081 --inbound 127.0.0.1:18383 --inbound-tls-cert "$OUT/tls.crt" --inbound-tls-key "$OUT/tls.key" >"$OUT/trellis-proxy-h2.log" 2>&1 & pids+=($!)
+  for _ in $(seq 100); do curl -sf 127.0.0.1:18392/ready >/dev/null && break; sleep 0.1; done
   for _ in $(seq 100); do curl -sf 127.0.0.1:18390/ready >/dev/null && break; sleep 0.1; done
 }
 
@@ -148,12 +154,12 @@ fixed_rate() {
   awk '{print $3}' "$log" | sort -n | awk '{a[NR]=$1} END {printf "%.3f %.3f\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}'
 }
 
-declare -A ports=([direct]="18080 18081 -" [nginx]="18180 18181 18182" [haproxy]="18280 18281 18282" [trellis]="18380 18381 18382")
+declare -A ports=([direct]="18080 18081 - -" [nginx]="18180 18181 18182 18182" [haproxy]="18280 18281 18282 18282" [trellis]="18380 18381 18382 18383")
 echo "| target | HTTP/1.1 req/s | h2c req/s | p50 ms @${RATE}/s | p99 ms @${RATE}/s | proxy RSS idle MB | RSS under load MB (peak) | proxy CPU % of a core per 1000 req/s | HTTPS/1.1 req/s | h2 over TLS req/s |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for target in direct nginx haproxy trellis; do
   [[ ",$ONLY," == *",$target,"* ]] || continue
-  read -r h1port h2port tlsport <<<"${ports[$target]}"
+  read -r h1port h2port tlsport tlsh2port <<<"${ports[$target]}"
   PROXY_PID=""
   case $target in
     nginx) start_nginx ;;
@@ -179,7 +185,7 @@ for target in direct nginx haproxy trellis; do
     read -r a b <<<"$(fixed_rate "$h1port" "$target" "$run")"; p50+=("$a"); p99+=("$b")
     if [ "$tlsport" != - ]; then
       th1+=("$(tls_h1_rps "$tlsport" "$target")")
-      th2+=("$(tls_h2_rps "$tlsport" "$target")")
+      th2+=("$(tls_h2_rps "$tlsh2port" "$target")")
     fi
   done
   load="-"; [ -n "$PROXY_PID" ] && load="$(( $(rss_kb "$PROXY_PID") / 1024 )) ($(( $(hwm_kb "$PROXY_PID") / 1024 )))"

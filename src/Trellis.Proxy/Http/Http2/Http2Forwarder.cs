@@ -73,9 +73,9 @@ internal sealed partial class Http2Forwarder : IAsyncDisposable
                 await exchange.EndAsync(null).ConfigureAwait(false);
             }
         }
-        catch (Exception) when (exchange.ClientGone)
+        catch (Exception ex) when (exchange.ClientGone || ex is Http2StreamException)
         {
-            // The client reset the stream or closed the connection: nobody to answer.
+            // The client reset the stream or closed the connection (a write downstream failed): nobody to answer.
         }
         catch (Exception ex)
         {

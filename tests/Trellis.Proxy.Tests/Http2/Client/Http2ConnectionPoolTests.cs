@@ -183,6 +183,20 @@ public sealed class Http2ConnectionPoolTests
     }
 
     [Fact]
+    public async Task OpenStream_CallerGivesUpWhileConnecting_TheNextRequestConnects()
+    {
+        await using var upstream = await Upstream.StartAsync(maxStreams: 100);
+        await using var pool = Pool();
+        using var gone = new CancellationTokenSource();
+        await gone.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pool.OpenStreamAsync(upstream.EndPoint, null, Roomy, TimeSpan.FromSeconds(5),
+            [new(":method", "GET"), new(":scheme", "http"), new(":authority", "x"), new(":path", "/")], endStream: true, gone.Token).AsTask());
+
+        Assert.Equal(200, await FinishAsync(await GetAsync(pool, upstream, "/").WaitAsync(TimeSpan.FromSeconds(10))));
+    }
+
+    [Fact]
     public async Task OpenStream_NothingListens_ConnectFailureWithTheReason()
     {
         await using var pool = Pool();

@@ -167,16 +167,26 @@ internal sealed class Http2ClusterPool : IAsyncDisposable
             }
             if (connect)
             {
-                var (entry, failure, tlsFailure) = await ConnectAsync(endpoint, tls, connectTimeout, ct).ConfigureAwait(false);
-                lock (_lock)
+                Entry? entry = null;
+                string? failure;
+                bool tlsFailure;
+                try
                 {
-                    _connecting.Remove(endpoint);
-                    if (entry is not null)
-                    {
-                        _entries.Add(entry);
-                    }
+                    (entry, failure, tlsFailure) = await ConnectAsync(endpoint, tls, connectTimeout, ct).ConfigureAwait(false);
                 }
-                Signal();
+                finally
+                {
+                    // Also when the caller gave up (its token): the endpoint must not stay "connecting" for ever.
+                    lock (_lock)
+                    {
+                        _connecting.Remove(endpoint);
+                        if (entry is not null)
+                        {
+                            _entries.Add(entry);
+                        }
+                    }
+                    Signal();
+                }
                 if (entry is null)
                 {
                     return Http2StreamLease.Failed(ProxyError.UpstreamConnectFailure, failure, tlsFailure ? failure : null);
