@@ -119,8 +119,17 @@ internal sealed class Http2Exchange : IRequestHeaders, IDisposable
         ResponseFields.Add(new(name, value));
     }
 
-    public void RemoveResponseField(string name) =>
-        ResponseFields.RemoveAll(f => f.Name.Equals(name, StringComparison.OrdinalIgnoreCase));
+    public void RemoveResponseField(string name)
+    {
+        // A loop, not RemoveAll with a lambda: route mutations run per request, and the lambda would capture name.
+        for (var i = ResponseFields.Count - 1; i >= 0; i--)
+        {
+            if (ResponseFields[i].Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                ResponseFields.RemoveAt(i);
+            }
+        }
+    }
 
     /// <summary>Sends the head now (a stream that has not produced its first message yet).</summary>
     public ValueTask SendHeadAsync()

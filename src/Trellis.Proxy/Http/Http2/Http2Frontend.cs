@@ -75,9 +75,6 @@ internal sealed partial class Http2Frontend : IHttp2Frontend, IAsyncDisposable
 
     private static uint DefaultRoll() => (uint)Random.Shared.Next() ^ ((uint)Random.Shared.Next() << 1);
 
-    /// <summary>Nothing to start: connections are served as they are handed over.</summary>
-    public Task StartAsync(CancellationToken cancellationToken = default) => Task.CompletedTask;
-
     /// <summary>
     /// Serves one connection whose first bytes were the HTTP/2 preface (or that chose h2 by ALPN), until the peer or
     /// the server ends it. Cancelling <paramref name="cancellationToken"/> asks for a graceful close (GOAWAY; streams
